@@ -1,0 +1,7 @@
+"""NExT-Chat inference on current torch / transformers / segment-anything."""
+
+from .checkpoint import CheckpointError
+from .nextchat import NextChat
+from .results import Answer, Caption, GenerationResult, Region
+
+__all__ = ["NextChat", "GenerationResult", "Region", "Caption", "Answer", "CheckpointError"]

@@ -1,0 +1,84 @@
+"""Assemble NExT-Chat from a release checkpoint and a CLIP tower (local folders or hub ids)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import CLIPVisionModel
+
+from .checkpoint import CheckpointError, load_exact, read_json, read_state_dict, rename_release_keys, resolve_dir
+from .modeling import NextChatConfig, NextChatModel, VisionTower, round_through_fp16
+from .processing import ClipPreprocessConfig
+from .sam_builder import build_sam, infer_sam_dims, sam_state
+from .tokenizer import NextChatTokenizer, TokenizerError
+
+DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+          "fp16": torch.float16, "float16": torch.float16}
+
+
+@dataclass
+class Components:
+    model: NextChatModel
+    tower: VisionTower
+    tokenizer: NextChatTokenizer
+    clip_config: ClipPreprocessConfig
+    config: NextChatConfig
+    checkpoint_dir: Path
+    tower_dir: Path
+
+
+def parse_dtype(dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return DTYPES[str(dtype).lower()]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(DTYPES)}") from None
+
+
+def load_components(checkpoint, vision_tower=None, device="cpu", dtype=torch.float32) -> Components:
+    dtype = parse_dtype(dtype)
+    ckpt_dir = resolve_dir(checkpoint)
+    raw_config = read_json(ckpt_dir / "config.json")
+    config = NextChatConfig.from_dict(raw_config)
+    try:
+        tokenizer = NextChatTokenizer.from_dir(ckpt_dir)
+    except TokenizerError as err:
+        raise CheckpointError(str(err)) from None
+    if len(tokenizer) != config.llama.vocab_size:
+        raise CheckpointError(f"tokenizer has {len(tokenizer)} tokens but config.json vocab_size is "
+                              f"{config.llama.vocab_size}")
+    state = rename_release_keys(read_state_dict(ckpt_dir))
+    sam_weights = sam_state(state)
+    if not sam_weights:
+        raise CheckpointError("checkpoint has no sam.model.* weights")
+    sam = build_sam(infer_sam_dims(sam_weights, raw_config.get("sam_decoder_num_heads")))
+    model = NextChatModel(config, sam)
+    load_exact(model, state, f"NExT-Chat checkpoint {ckpt_dir}")
+    model.to(device=device, dtype=dtype).eval()
+
+    tower_dir = resolve_dir(vision_tower or raw_config.get("mm_vision_tower") or "openai/clip-vit-large-patch14-336")
+    tower = load_tower(tower_dir, config, device, dtype)
+    clip_config = ClipPreprocessConfig.from_dict(read_json(tower_dir / "preprocessor_config.json"))
+    return Components(model, tower, tokenizer, clip_config, config, ckpt_dir, tower_dir)
+
+
+def load_tower(tower_dir: Path, config: NextChatConfig, device, dtype) -> VisionTower:
+    try:
+        clip = CLIPVisionModel.from_pretrained(str(tower_dir), dtype=torch.float32)
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"cannot load the CLIP vision tower from {tower_dir}: {str(err).splitlines()[0]}") from None
+    width = clip.config.hidden_size
+    if width != config.mm_hidden_size:
+        raise CheckpointError(f"vision tower width {width} does not match mm_hidden_size {config.mm_hidden_size}")
+    clip = round_through_fp16(clip, dtype).to(device).eval()
+    return VisionTower(clip, config.mm_vision_select_layer)
+
+
+def describe_checkpoint(components: Components) -> str:
+    cfg = components.config.llama
+    return json.dumps({"hidden": cfg.hidden_size, "layers": cfg.num_hidden_layers, "vocab": cfg.vocab_size,
+                       "image_tokens": components.tower.num_patches})

@@ -1,0 +1,192 @@
+"""NExT-Chat inference: the public API (see README). One image is encoded once and answers many prompts."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import DynamicCache
+
+from . import prompts
+from .beam_search import beam_search
+from .builder import Components, load_components
+from .decoding import Decoded, DecodeOptions, Stepper, decode_single
+from .processing import (ImageFrame, boxes_norm_to_pixels, boxes_pixels_to_norm, clamp_box, clip_pixel_values,
+                         mask_logits_to_masks, sam_pixel_values, to_rgb, upscale_mask_logits)
+from .results import Answer, Caption, GenerationResult, Region, clean_answer, phrases_for_locations
+
+
+@dataclass
+class ImageFeatures:
+    """Everything computed once per image: projected CLIP tokens and (lazily) SAM's embedding."""
+
+    frame: ImageFrame
+    image_tokens: torch.Tensor                  # [N, hidden]
+    sam_embedding: torch.Tensor | None = None   # [1, C, 64, 64]
+
+
+class NextChat:
+    """NExT-Chat: chat, detection and segmentation on one image."""
+
+    def __init__(self, components: Components, image_cache_size: int = 8):
+        self.components = components
+        self.model = components.model
+        self.tower = components.tower
+        self.tokenizer = components.tokenizer
+        self.ids = components.tokenizer.ids
+        self._image_cache: OrderedDict[str, ImageFeatures] = OrderedDict()
+        self._image_cache_size = image_cache_size
+        self._lock = threading.RLock()
+
+    @classmethod
+    def from_pretrained(cls, checkpoint, vision_tower=None, device="cpu", dtype=torch.float32, **kwargs) -> NextChat:
+        return cls(load_components(checkpoint, vision_tower=vision_tower, device=device, dtype=dtype), **kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.lm_head.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.lm_head.weight.dtype
+
+    @property
+    def model_version(self) -> str:
+        return f"nextchat-{self.components.checkpoint_dir.name}"
+
+    # ------------------------------------------------------------------ images
+    def encode_image(self, image: Image.Image) -> ImageFeatures:
+        """CLIP tokens of an image, cached by the image's content (never by a name or URL)."""
+        image = to_rgb(image)
+        key = _content_key(image)
+        with self._lock:
+            if key in self._image_cache:
+                self._image_cache.move_to_end(key)
+                return self._image_cache[key]
+        pixels = clip_pixel_values(image, self.components.clip_config)[None].to(self.device, self.dtype)
+        with torch.no_grad():
+            tokens = self.model.mm_projector(self.tower(pixels))[0]
+        features = ImageFeatures(frame=ImageFrame.of(image), image_tokens=tokens)
+        features._image = image  # kept for the lazy SAM encoding
+        with self._lock:
+            self._image_cache[key] = features
+            while len(self._image_cache) > self._image_cache_size:
+                self._image_cache.popitem(last=False)
+        return features
+
+    def sam_embedding(self, features: ImageFeatures) -> torch.Tensor:
+        if features.sam_embedding is None:
+            pixels = sam_pixel_values(features._image)[None].to(self.device, self.dtype)
+            with torch.no_grad():
+                features.sam_embedding = self.model.sam.image_encoder(pixels)
+        return features.sam_embedding
+
+    # ------------------------------------------------------------------ core
+    def generate(self, image: Image.Image, text: str, boxes=None, max_new_tokens: int = 64, num_beams: int = 1,
+                 forced_token_ids=None, output_logits: bool = False, **sampling) -> GenerationResult:
+        """Answer ``text`` about ``image``. ``boxes`` (pixel xyxy) are referenced in the text as [0], [0,1]."""
+        boxes = [] if boxes is None else [list(map(float, b)) for b in boxes]
+        turn = prompts.with_box_references(text, len(boxes)) if boxes else prompts.plain(text)
+        opts = DecodeOptions(max_new_tokens=max_new_tokens, num_beams=num_beams, output_logits=output_logits,
+                             forced_token_ids=tuple(forced_token_ids) if forced_token_ids is not None else None,
+                             **sampling)
+        return self.run(image, turn, boxes, opts)
+
+    @torch.no_grad()
+    def run(self, image: Image.Image, turn: prompts.UserTurn, boxes, opts: DecodeOptions) -> GenerationResult:
+        opts.validate()
+        features = self.encode_image(image)
+        embeds = self.prompt_embeddings(features, turn, boxes)
+        cache = DynamicCache(config=self.model.config.llama)
+        step = Stepper(self.model, cache)
+        logits, hidden = step(embeds[None])
+        if opts.num_beams > 1:
+            decoded = beam_search(step, logits[0], hidden[0], self.ids, opts)
+        else:
+            decoded = decode_single(step, logits[0], self.ids, opts)
+        return self.finish(features, decoded)
+
+    def prompt_ids(self, turn: prompts.UserTurn) -> list[int]:
+        return self.tokenizer.encode(prompts.render(turn, self.tower.num_patches))
+
+    def prompt_embeddings(self, features: ImageFeatures, turn: prompts.UserTurn, boxes) -> torch.Tensor:
+        """Token embeddings with the image tokens spliced in and input boxes at ``<boxes>`` (spec §5)."""
+        ids = torch.tensor(self.prompt_ids(turn), device=self.device)
+        embeds = self.model.embed_tokens(ids)
+        patch_positions = (ids == self.ids.im_patch).nonzero()[:, 0]
+        if len(patch_positions) != len(features.image_tokens):
+            raise ValueError(f"prompt has {len(patch_positions)} image patch tokens but the tower gives "
+                             f"{len(features.image_tokens)}")
+        embeds[patch_positions] = features.image_tokens.to(embeds.dtype)
+        box_positions = (ids == self.ids.boxes).nonzero()[:, 0]
+        if len(box_positions) != len(turn.box_order):
+            raise ValueError(f"prompt has {len(box_positions)} <boxes> tokens for {len(turn.box_order)} boxes")
+        if len(box_positions):
+            ordered = [boxes[i] for i in turn.box_order]
+            norm = boxes_pixels_to_norm(ordered, features.frame).to(self.device)
+            embeds[box_positions] = self.model.box_embeddings(norm).to(embeds.dtype)
+        return embeds
+
+    def finish(self, features: ImageFeatures, decoded: Decoded) -> GenerationResult:
+        frame = features.frame
+        text = self.tokenizer.decode(decoded.token_ids)
+        logits = torch.stack(decoded.logits).float().cpu() if decoded.logits else None
+        if not decoded.at_hidden:
+            return GenerationResult(decoded.token_ids, text, torch.zeros((0, 4)), torch.zeros((0, 4)),
+                                    torch.zeros(0), torch.zeros((0, frame.height, frame.width), dtype=torch.bool),
+                                    logits, None)
+        hidden_at = torch.stack(decoded.at_hidden)
+        boxes_norm, low_res, ious = self.model.decode_masks(hidden_at, self.sam_embedding(features))
+        boxes_norm = boxes_norm.float().cpu()
+        masks = mask_logits_to_masks(upscale_mask_logits(low_res), frame).cpu()
+        return GenerationResult(decoded.token_ids, text, boxes_norm, boxes_norm_to_pixels(boxes_norm, frame),
+                                ious.float().cpu(), masks, logits, low_res.float().cpu())
+
+    # ------------------------------------------------------------------ what users reach for
+    def ground(self, image: Image.Image, expression: str, max_new_tokens: int = 32) -> list[Region]:
+        """Regions for a referring expression (REC/RES): one per located box, mask and score."""
+        result = self.run(image, prompts.referring(expression), [], DecodeOptions(max_new_tokens=max_new_tokens))
+        return self.regions(result, ImageFrame.of(to_rgb(image)), [expression] * len(result.boxes))
+
+    def ground_many(self, image: Image.Image, expressions: list[str], max_new_tokens: int = 32) -> list[list[Region]]:
+        """``ground`` for each expression, encoding the image once."""
+        return [self.ground(image, expression, max_new_tokens) for expression in expressions]
+
+    def describe(self, image: Image.Image, box, max_new_tokens: int = 64) -> str:
+        """A description of one pixel-xyxy region (REG)."""
+        result = self.run(image, prompts.region_description(), [list(map(float, box))],
+                          DecodeOptions(max_new_tokens=max_new_tokens))
+        return result.clean_text
+
+    def caption(self, image: Image.Image, max_new_tokens: int = 128) -> Caption:
+        """A grounded caption: the text and a region per located phrase."""
+        result = self.run(image, prompts.grounded_caption(), [], DecodeOptions(max_new_tokens=max_new_tokens))
+        return self._answer(image, result)
+
+    def ask(self, image: Image.Image, question: str, boxes=None, max_new_tokens: int = 128) -> Answer:
+        """A question answered with the locations of the objects it mentions; ``boxes`` as [0], [1]."""
+        boxes = [list(map(float, b)) for b in (boxes or [])]
+        turn = prompts.question_with_locations(question, len(boxes))
+        return self._answer(image, self.run(image, turn, boxes, DecodeOptions(max_new_tokens=max_new_tokens)))
+
+    def _answer(self, image: Image.Image, result: GenerationResult) -> Answer:
+        phrases = phrases_for_locations(result.text)
+        regions = self.regions(result, ImageFrame.of(to_rgb(image)), phrases)
+        return Answer(text=clean_answer(result.text), regions=regions, raw_text=result.text)
+
+    @staticmethod
+    def regions(result: GenerationResult, frame: ImageFrame, phrases: list[str]) -> list[Region]:
+        return [Region(box=clamp_box(box.tolist(), frame), mask=mask.numpy().astype(bool), score=float(iou),
+                       phrase=phrase)
+                for box, mask, iou, phrase in zip(result.boxes, result.masks, result.ious, phrases)]
+
+
+def _content_key(image: Image.Image) -> str:
+    digest = hashlib.sha256(image.tobytes())
+    digest.update(f"{image.mode}:{image.width}x{image.height}".encode())
+    return digest.hexdigest()

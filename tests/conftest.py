@@ -1,0 +1,43 @@
+"""Shared pytest fixtures: where the golden fixtures live, and the tiny checkpoint."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+pytest_plugins = ["tests.ls_fixture"]
+
+
+def find_shared_dir() -> Path:
+    """shared/ sits beside the repository (CI copies it there); NEXTCHAT_SHARED overrides."""
+    override = os.environ.get("NEXTCHAT_SHARED")
+    candidates = [Path(override)] if override else []
+    candidates += [REPO_ROOT.parent / "shared", REPO_ROOT / "shared"]
+    for candidate in candidates:
+        if (candidate / "fixtures" / "nextchat-tiny").is_dir():
+            return candidate
+    raise RuntimeError(f"shared/ with fixtures/nextchat-tiny not found; looked in {candidates}")
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    return find_shared_dir()
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(shared_dir) -> Path:
+    return shared_dir / "fixtures" / "nextchat-tiny"
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_dir) -> Path:
+    return tiny_dir / "weights" / "nextchat"
+
+
+@pytest.fixture(scope="session")
+def tiny_vision_tower(tiny_dir) -> Path:
+    return tiny_dir / "weights" / "clip"
