@@ -70,7 +70,8 @@ def load_tower(tower_dir: Path, config: NextChatConfig, device, dtype) -> Vision
     try:
         clip = CLIPVisionModel.from_pretrained(str(tower_dir), dtype=torch.float32)
     except (OSError, ValueError) as err:
-        raise CheckpointError(f"cannot load the CLIP vision tower from {tower_dir}: {str(err).splitlines()[0]}") from None
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"cannot load the CLIP vision tower from {tower_dir}: {reason}") from None
     width = clip.config.hidden_size
     if width != config.mm_hidden_size:
         raise CheckpointError(f"vision tower width {width} does not match mm_hidden_size {config.mm_hidden_size}")

@@ -7,7 +7,6 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from PIL import Image
 from transformers import DynamicCache
@@ -16,8 +15,17 @@ from . import prompts
 from .beam_search import beam_search
 from .builder import Components, load_components
 from .decoding import Decoded, DecodeOptions, Stepper, decode_single
-from .processing import (ImageFrame, boxes_norm_to_pixels, boxes_pixels_to_norm, clamp_box, clip_pixel_values,
-                         mask_logits_to_masks, sam_pixel_values, to_rgb, upscale_mask_logits)
+from .processing import (
+    ImageFrame,
+    boxes_norm_to_pixels,
+    boxes_pixels_to_norm,
+    clamp_box,
+    clip_pixel_values,
+    mask_logits_to_masks,
+    sam_pixel_values,
+    to_rgb,
+    upscale_mask_logits,
+)
 from .results import Answer, Caption, GenerationResult, Region, clean_answer, phrases_for_locations
 
 
