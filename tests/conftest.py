@@ -41,3 +41,11 @@ def tiny_checkpoint(tiny_dir) -> Path:
 @pytest.fixture(scope="session")
 def tiny_vision_tower(tiny_dir) -> Path:
     return tiny_dir / "weights" / "clip"
+
+
+@pytest.fixture(scope="session")
+def random_tiny_checkpoint(tmp_path_factory) -> Path:
+    """A random tiny checkpoint (release format) whose answers contain boxes; tower in ./vision_tower."""
+    from model.random_checkpoint import write_random_checkpoint
+
+    return write_random_checkpoint("tiny", tmp_path_factory.mktemp("random_tiny"), seed=0)
