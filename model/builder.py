@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 from transformers import CLIPVisionModel
+from transformers.utils import logging as hf_logging
 
 from .checkpoint import CheckpointError, load_exact, read_json, read_state_dict, rename_release_keys, resolve_dir
 from .modeling import NextChatConfig, NextChatModel, VisionTower, round_through_fp16
@@ -67,6 +68,7 @@ def load_components(checkpoint, vision_tower=None, device="cpu", dtype=torch.flo
 
 
 def load_tower(tower_dir: Path, config: NextChatConfig, device, dtype) -> VisionTower:
+    hf_logging.disable_progress_bar()
     try:
         clip = CLIPVisionModel.from_pretrained(str(tower_dir), dtype=torch.float32)
     except (OSError, ValueError) as err:
