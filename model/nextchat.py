@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 
 import torch
 from PIL import Image
 from transformers import DynamicCache
 
 from . import prompts
+from .batch_decode import decode_greedy_batch
 from .beam_search import beam_search
 from .builder import Components, load_components
 from .decoding import Decoded, DecodeOptions, Stepper, decode_single
@@ -27,28 +27,21 @@ from .processing import (
     upscale_mask_logits,
 )
 from .results import Answer, Caption, GenerationResult, Region, clean_answer, phrases_for_locations
-
-
-@dataclass
-class ImageFeatures:
-    """Everything computed once per image: projected CLIP tokens and (lazily) SAM's embedding."""
-
-    frame: ImageFrame
-    image_tokens: torch.Tensor                  # [N, hidden]
-    sam_embedding: torch.Tensor | None = None   # [1, C, 64, 64]
+from .session import ImageSession, additive_mask, copy_cache, suffix_prefill_mask
 
 
 class NextChat:
     """NExT-Chat: chat, detection and segmentation on one image."""
 
-    def __init__(self, components: Components, image_cache_size: int = 8):
+    def __init__(self, components: Components, image_cache_size: int = 4, max_batch: int = 16):
         self.components = components
         self.model = components.model
         self.tower = components.tower
         self.tokenizer = components.tokenizer
         self.ids = components.tokenizer.ids
-        self._image_cache: OrderedDict[str, ImageFeatures] = OrderedDict()
+        self._image_cache: OrderedDict[str, ImageSession] = OrderedDict()
         self._image_cache_size = image_cache_size
+        self.max_batch = max_batch
         self._lock = threading.RLock()
 
     @classmethod
@@ -68,31 +61,40 @@ class NextChat:
         return f"nextchat-{self.components.checkpoint_dir.name}"
 
     # ------------------------------------------------------------------ images
-    def encode_image(self, image: Image.Image) -> ImageFeatures:
-        """CLIP tokens of an image, cached by the image's content (never by a name or URL)."""
+    def encode_image(self, image: Image.Image) -> ImageSession:
+        """The per-image session (CLIP tokens, prefix KV cache; SAM lazily), cached by the image's content
+        (never by a name or URL). The cache holds ``image_cache_size`` images."""
         image = to_rgb(image)
         key = _content_key(image)
         with self._lock:
             if key in self._image_cache:
                 self._image_cache.move_to_end(key)
                 return self._image_cache[key]
-        pixels = clip_pixel_values(image, self.components.clip_config)[None].to(self.device, self.dtype)
-        with torch.no_grad():
-            tokens = self.model.mm_projector(self.tower(pixels))[0]
-        features = ImageFeatures(frame=ImageFrame.of(image), image_tokens=tokens)
-        features._image = image  # kept for the lazy SAM encoding
+        session = self._new_session(image)
         with self._lock:
-            self._image_cache[key] = features
+            self._image_cache[key] = session
             while len(self._image_cache) > self._image_cache_size:
                 self._image_cache.popitem(last=False)
-        return features
+        return session
 
-    def sam_embedding(self, features: ImageFeatures) -> torch.Tensor:
-        if features.sam_embedding is None:
-            pixels = sam_pixel_values(features._image)[None].to(self.device, self.dtype)
-            with torch.no_grad():
-                features.sam_embedding = self.model.sam.image_encoder(pixels)
-        return features.sam_embedding
+    @torch.no_grad()
+    def _new_session(self, image: Image.Image) -> ImageSession:
+        pixels = clip_pixel_values(image, self.components.clip_config)[None].to(self.device, self.dtype)
+        tokens = self.model.mm_projector(self.tower(pixels))[0]
+        session = ImageSession(image=image, frame=ImageFrame.of(image), image_tokens=tokens)
+        ids = self.prompt_ids(prompts.plain(""))
+        session.prefix_ids = ids[: ids.index(self.ids.im_end) + 1]
+        session.prefix_cache = DynamicCache(config=self.model.config.llama)
+        embeds = self._splice_image(session, torch.tensor(session.prefix_ids, device=self.device))
+        self.model.forward_embeds(embeds[None], session.prefix_cache)
+        return session
+
+    @torch.no_grad()
+    def sam_embedding(self, session: ImageSession) -> torch.Tensor:
+        if session.sam_embedding is None:
+            pixels = sam_pixel_values(session.image)[None].to(self.device, self.dtype)
+            session.sam_embedding = self.model.sam.image_encoder(pixels)
+        return session.sam_embedding
 
     # ------------------------------------------------------------------ core
     def generate(self, image: Image.Image, text: str, boxes=None, max_new_tokens: int = 64, num_beams: int = 1,
@@ -108,48 +110,91 @@ class NextChat:
     @torch.no_grad()
     def run(self, image: Image.Image, turn: prompts.UserTurn, boxes, opts: DecodeOptions) -> GenerationResult:
         opts.validate()
-        features = self.encode_image(image)
-        embeds = self.prompt_embeddings(features, turn, boxes)
-        cache = DynamicCache(config=self.model.config.llama)
-        step = Stepper(self.model, cache)
+        session = self.encode_image(image)
+        embeds = self.suffix_embeddings(session, turn, boxes)
+        step = Stepper(self.model, copy_cache(session.prefix_cache, self.model.config.llama))
         logits, hidden = step(embeds[None])
         if opts.num_beams > 1:
             decoded = beam_search(step, logits[0], hidden[0], self.ids, opts)
         else:
             decoded = decode_single(step, logits[0], self.ids, opts)
-        return self.finish(features, decoded)
+        return self.finish(session, decoded)
+
+    @torch.no_grad()
+    def run_batch(self, image: Image.Image, turns: list[prompts.UserTurn],
+                  max_new_tokens: int) -> list[GenerationResult]:
+        """Greedy answers to many prompts about one image, decoded together (same ids as :meth:`run`)."""
+        session = self.encode_image(image)
+        results: list[GenerationResult] = []
+        for start in range(0, len(turns), self.max_batch):
+            chunk = [self.suffix_embeddings(session, turn, []) for turn in turns[start:start + self.max_batch]]
+            lengths = [len(e) for e in chunk]
+            width = max(lengths)
+            padded = torch.stack([torch.cat([e.new_zeros((width - len(e), e.shape[1])), e]) for e in chunk])
+            allowed = suffix_prefill_mask(session.prefix_len, lengths, self.device)
+            positions = torch.stack([torch.arange(width, device=self.device) - (width - n) for n in lengths])
+            positions = positions.clamp(min=0) + session.prefix_len
+            cache = copy_cache(session.prefix_cache, self.model.config.llama, repeats=len(chunk))
+            mask = additive_mask(allowed, padded.dtype)
+            logits, _ = self.model.forward_embeds(padded, cache, attention_mask=mask, position_ids=positions)
+            decoded = decode_greedy_batch(self.model, cache, logits[:, -1].float(), allowed[:, -1],
+                                          positions[:, -1] + 1, self.ids, max_new_tokens)
+            results += self.finish_many(session, decoded)
+        return results
 
     def prompt_ids(self, turn: prompts.UserTurn) -> list[int]:
         return self.tokenizer.encode(prompts.render(turn, self.tower.num_patches))
 
-    def prompt_embeddings(self, features: ImageFeatures, turn: prompts.UserTurn, boxes) -> torch.Tensor:
-        """Token embeddings with the image tokens spliced in and input boxes at ``<boxes>`` (spec §5)."""
-        ids = torch.tensor(self.prompt_ids(turn), device=self.device)
+    def _splice_image(self, session: ImageSession, ids: torch.Tensor) -> torch.Tensor:
         embeds = self.model.embed_tokens(ids)
         patch_positions = (ids == self.ids.im_patch).nonzero()[:, 0]
-        if len(patch_positions) != len(features.image_tokens):
+        if len(patch_positions) != len(session.image_tokens):
             raise ValueError(f"prompt has {len(patch_positions)} image patch tokens but the tower gives "
-                             f"{len(features.image_tokens)}")
-        embeds[patch_positions] = features.image_tokens.to(embeds.dtype)
+                             f"{len(session.image_tokens)}")
+        embeds[patch_positions] = session.image_tokens.to(embeds.dtype)
+        return embeds
+
+    def suffix_embeddings(self, session: ImageSession, turn: prompts.UserTurn, boxes) -> torch.Tensor:
+        """Embeddings of the prompt after the cached prefix, input boxes at ``<boxes>`` (spec §5, §7)."""
+        ids = self.prompt_ids(turn)
+        if ids[: session.prefix_len] != session.prefix_ids:
+            raise ValueError("prompt does not start with the image prefix")
+        ids = torch.tensor(ids[session.prefix_len:], device=self.device)
+        embeds = self.model.embed_tokens(ids)
         box_positions = (ids == self.ids.boxes).nonzero()[:, 0]
         if len(box_positions) != len(turn.box_order):
             raise ValueError(f"prompt has {len(box_positions)} <boxes> tokens for {len(turn.box_order)} boxes")
         if len(box_positions):
             ordered = [boxes[i] for i in turn.box_order]
-            norm = boxes_pixels_to_norm(ordered, features.frame).to(self.device)
+            norm = boxes_pixels_to_norm(ordered, session.frame).to(self.device)
             embeds[box_positions] = self.model.box_embeddings(norm).to(embeds.dtype)
         return embeds
 
-    def finish(self, features: ImageFeatures, decoded: Decoded) -> GenerationResult:
-        frame = features.frame
+    def finish_many(self, session: ImageSession, decoded: list[Decoded]) -> list[GenerationResult]:
+        """Results of many decodings on one image, with one SAM decoder call for all their locations."""
+        counts = [len(d.at_hidden) for d in decoded]
+        if not sum(counts):
+            return [self.finish(session, d) for d in decoded]
+        hidden = torch.stack([h for d in decoded for h in d.at_hidden])
+        boxes_norm, low_res, ious = self.model.decode_masks(hidden, self.sam_embedding(session))
+        results, start = [], 0
+        for d, n in zip(decoded, counts):
+            part = slice(start, start + n)
+            results.append(self.finish(session, d, (boxes_norm[part], low_res[part], ious[part])))
+            start += n
+        return results
+
+    def finish(self, session: ImageSession, decoded: Decoded, decoded_masks=None) -> GenerationResult:
+        frame = session.frame
         text = self.tokenizer.decode(decoded.token_ids)
         logits = torch.stack(decoded.logits).float().cpu() if decoded.logits else None
         if not decoded.at_hidden:
             return GenerationResult(decoded.token_ids, text, torch.zeros((0, 4)), torch.zeros((0, 4)),
                                     torch.zeros(0), torch.zeros((0, frame.height, frame.width), dtype=torch.bool),
                                     logits, None)
-        hidden_at = torch.stack(decoded.at_hidden)
-        boxes_norm, low_res, ious = self.model.decode_masks(hidden_at, self.sam_embedding(features))
+        if decoded_masks is None:
+            decoded_masks = self.model.decode_masks(torch.stack(decoded.at_hidden), self.sam_embedding(session))
+        boxes_norm, low_res, ious = decoded_masks
         boxes_norm = boxes_norm.float().cpu()
         masks = mask_logits_to_masks(upscale_mask_logits(low_res), frame).cpu()
         return GenerationResult(decoded.token_ids, text, boxes_norm, boxes_norm_to_pixels(boxes_norm, frame),
@@ -162,8 +207,12 @@ class NextChat:
         return self.regions(result, ImageFrame.of(to_rgb(image)), [expression] * len(result.boxes))
 
     def ground_many(self, image: Image.Image, expressions: list[str], max_new_tokens: int = 32) -> list[list[Region]]:
-        """``ground`` for each expression, encoding the image once."""
-        return [self.ground(image, expression, max_new_tokens) for expression in expressions]
+        """``ground`` for each expression: the image encoded once, the prompts decoded as one batch."""
+        if not expressions:
+            return []
+        frame = ImageFrame.of(to_rgb(image))
+        results = self.run_batch(image, [prompts.referring(e) for e in expressions], max_new_tokens)
+        return [self.regions(r, frame, [e] * len(r.boxes)) for r, e in zip(results, expressions)]
 
     def describe(self, image: Image.Image, box, max_new_tokens: int = 64) -> str:
         """A description of one pixel-xyxy region (REG)."""

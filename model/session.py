@@ -1,0 +1,61 @@
+"""Per-image work done once: CLIP tokens, SAM's embedding, and the KV cache of the shared prompt prefix.
+
+Every prompt about an image starts with the same ids: ``<s> system USER: <im_start> patches <im_end>``
+(the tokenizer splits on ``<im_end>``, so nothing after it changes them). That prefix is run once per
+image; each prompt copies its cache and runs only its own suffix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from PIL import Image
+from transformers import DynamicCache
+
+from .processing import ImageFrame
+
+
+@dataclass
+class ImageSession:
+    """Everything computed once per image (cached by the image's content)."""
+
+    image: Image.Image
+    frame: ImageFrame
+    image_tokens: torch.Tensor                   # [N, hidden] projected CLIP features
+    sam_embedding: torch.Tensor | None = None    # [1, C, 64, 64], computed on first use
+    prefix_ids: list[int] = field(default_factory=list)
+    prefix_cache: DynamicCache | None = None     # KV of prefix_ids, batch 1
+
+    @property
+    def prefix_len(self) -> int:
+        return len(self.prefix_ids)
+
+
+def copy_cache(cache: DynamicCache, config, repeats: int = 1) -> DynamicCache:
+    """A new cache holding ``cache``'s keys and values, repeated ``repeats`` times along the batch."""
+    copy = DynamicCache(config=config)
+    for layer_index, layer in enumerate(cache.layers):
+        keys, values = layer.keys, layer.values
+        if repeats > 1:
+            keys, values = keys.repeat(repeats, 1, 1, 1), values.repeat(repeats, 1, 1, 1)
+        copy.update(keys.clone(), values.clone(), layer_index)
+    return copy
+
+
+def additive_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """[B, q, kv] bool (True = may attend) -> [B, 1, q, kv] additive mask for the attention kernels."""
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+    return mask[:, None]
+
+
+def suffix_prefill_mask(prefix_len: int, suffix_lens: list[int], device) -> torch.Tensor:
+    """Left-padded suffixes after a shared prefix: [B, S, P + S] bool; pads are never attended."""
+    width = max(suffix_lens)
+    query = torch.arange(width, device=device)[:, None]
+    key = torch.arange(width, device=device)[None, :]
+    pads = torch.tensor([width - n for n in suffix_lens], device=device)[:, None, None]
+    suffix_part = (key <= query)[None] & (key[None] >= pads)
+    prefix_part = torch.ones((len(suffix_lens), width, prefix_len), dtype=torch.bool, device=device)
+    return torch.cat([prefix_part, suffix_part], dim=-1)
