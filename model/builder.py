@@ -11,7 +11,7 @@ from transformers import CLIPVisionModel
 from transformers.utils import logging as hf_logging
 
 from .checkpoint import CheckpointError, load_exact, read_json, read_state_dict, rename_release_keys, resolve_dir
-from .modeling import NextChatConfig, NextChatModel, VisionTower, round_through_fp16
+from .modeling import NextChatConfig, NextChatModel, VisionTower, keep_sam_heads_fp32, round_through_fp16
 from .processing import ClipPreprocessConfig
 from .sam_builder import build_sam, infer_sam_dims, sam_state
 from .tokenizer import NextChatTokenizer, TokenizerError
@@ -60,6 +60,7 @@ def load_components(checkpoint, vision_tower=None, device="cpu", dtype=torch.flo
     model = NextChatModel(config, sam)
     load_exact(model, state, f"NExT-Chat checkpoint {ckpt_dir}")
     model.to(device=device, dtype=dtype).eval()
+    keep_sam_heads_fp32(model)
 
     tower_dir = resolve_dir(vision_tower or raw_config.get("mm_vision_tower") or "openai/clip-vit-large-patch14-336")
     tower = load_tower(tower_dir, config, device, dtype)

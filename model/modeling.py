@@ -104,7 +104,7 @@ class NextChatModel(nn.Module):
         prompt_dim = self.sam.prompt_encoder.embed_dim
         prompts = self.seg_prompt_mlp(hidden_at).view(-1, self.seg_prompt_tokens, prompt_dim)
         size = self.sam.image_encoder.img_size
-        sam_dtype = next(self.sam.parameters()).dtype
+        sam_dtype = self.sam.mask_decoder.iou_token.weight.dtype  # fp32: see keep_sam_heads_fp32
         box_sparse, dense = self.sam.prompt_encoder(points=None, boxes=(boxes_norm * size).to(sam_dtype), masks=None)
         sparse = torch.cat([prompts.to(sam_dtype), box_sparse], dim=1)
         low_res, iou = self.sam.mask_decoder(
@@ -131,6 +131,14 @@ class VisionTower(nn.Module):
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         out = self.clip(pixel_values=pixel_values, output_hidden_states=True)
         return out.hidden_states[self.select_layer][:, 1:]
+
+
+def keep_sam_heads_fp32(model: NextChatModel) -> None:
+    """SAM's prompt encoder computes its positional encoding in fp32 whatever the weights; keep the
+    prompt encoder and the (small) mask decoder in fp32 so half-precision runs work. The image encoder,
+    where the compute is, stays in the run dtype."""
+    model.sam.prompt_encoder.float()
+    model.sam.mask_decoder.float()
 
 
 def round_through_fp16(module: nn.Module, dtype: torch.dtype) -> nn.Module:

@@ -100,3 +100,19 @@ def test_cli_prints_json_and_one_line_errors(random_tiny_checkpoint, tmp_path):
                          cwd=REPO_ROOT, timeout=120)
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "Traceback" not in bad.stderr
+
+
+def test_input_boxes_out_of_range_are_clamped(nc):
+    inside = nc.generate(noise(60, 40), "What is region [0]?", boxes=[[0, 0, 60, 40]], max_new_tokens=4)
+    outside = nc.generate(noise(60, 40), "What is region [0]?", boxes=[[-500, -80, 900, 4000]], max_new_tokens=4)
+    assert inside.token_ids == outside.token_ids  # both clamp to the whole image
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+def test_half_precision_runs_on_cpu(random_tiny_checkpoint, dtype):
+    import torch
+    half = NextChat.from_pretrained(random_tiny_checkpoint, vision_tower=random_tiny_checkpoint / "vision_tower",
+                                    dtype=dtype)
+    assert half.dtype in (torch.bfloat16, torch.float16)
+    regions = half.ground(noise(48, 32), "the cat")
+    assert all(r.mask.shape == (32, 48) for r in regions)
