@@ -101,17 +101,22 @@ class NextChatModel(nn.Module):
     def decode_masks(self, hidden_at: torch.Tensor, image_embedding: torch.Tensor):
         """SAM masks for k locations: (boxes_norm [k,4], low-res logits [k,1,256,256], iou [k])."""
         boxes_norm = self.loc_decoder(hidden_at)
-        prompt_dim = self.sam.prompt_encoder.embed_dim
-        prompts = self.seg_prompt_mlp(hidden_at).view(-1, self.seg_prompt_tokens, prompt_dim)
+        prompts = self.seg_prompt_mlp(hidden_at).view(-1, self.seg_prompt_tokens, self.sam.prompt_encoder.embed_dim)
+        low_res, iou = self.sam_masks(boxes_norm, image_embedding, prompts)
+        return boxes_norm, low_res, iou
+
+    @torch.no_grad()
+    def sam_masks(self, boxes_norm: torch.Tensor, image_embedding: torch.Tensor, prompts: torch.Tensor | None = None):
+        """SAM's mask decoder on box prompts (+ NExT-Chat's prompt tokens when given), single mask each."""
         size = self.sam.image_encoder.img_size
         sam_dtype = self.sam.mask_decoder.iou_token.weight.dtype  # fp32: see keep_sam_heads_fp32
         box_sparse, dense = self.sam.prompt_encoder(points=None, boxes=(boxes_norm * size).to(sam_dtype), masks=None)
-        sparse = torch.cat([prompts.to(sam_dtype), box_sparse], dim=1)
+        sparse = box_sparse if prompts is None else torch.cat([prompts.to(sam_dtype), box_sparse], dim=1)
         low_res, iou = self.sam.mask_decoder(
             image_embeddings=image_embedding.to(sam_dtype), image_pe=self.sam.prompt_encoder.get_dense_pe(),
             sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=False,
         )
-        return boxes_norm, low_res, iou[:, 0]
+        return low_res, iou[:, 0]
 
 
 class VisionTower(nn.Module):

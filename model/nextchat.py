@@ -220,6 +220,15 @@ class NextChat:
                           DecodeOptions(max_new_tokens=max_new_tokens))
         return result.clean_text
 
+    @torch.no_grad()
+    def segment(self, image: Image.Image, box) -> Region:
+        """A mask for a given pixel-xyxy box (a drawn region): SAM's decoder prompted by the box alone."""
+        session = self.encode_image(image)
+        norm = boxes_pixels_to_norm([list(map(float, box))], session.frame).to(self.device)
+        low_res, ious = self.model.sam_masks(norm, self.sam_embedding(session))
+        mask = mask_logits_to_masks(upscale_mask_logits(low_res), session.frame)[0].cpu().numpy()
+        return Region(box=clamp_box(box, session.frame), mask=mask, score=float(ious[0]), phrase="")
+
     def caption(self, image: Image.Image, max_new_tokens: int = 128) -> Caption:
         """A grounded caption: the text and a region per located phrase."""
         result = self.run(image, prompts.grounded_caption(), [], DecodeOptions(max_new_tokens=max_new_tokens))

@@ -91,9 +91,27 @@ def test_box_to_mask_takes_pixels_whose_centre_is_inside():
     expected[2:6, 3:8] = True
     assert np.array_equal(g.box_to_mask((3, 2, 8, 6), 8, 10), expected)
     assert np.array_equal(g.box_to_mask((2.6, 1.6, 8.4, 6.4), 8, 10), expected)
-    # a slightly inset box polygon gives the same pixels through fillPoly
-    inset = np.array([[3.1, 2.1], [7.9, 2.1], [7.9, 5.9], [3.1, 5.9]])
-    assert np.array_equal(g.polygons_to_mask([inset], 8, 10), expected)
+    # the same box as a polygon, exactly on pixel edges or slightly inset: same pixels
+    exact = np.array([[3, 2], [8, 2], [8, 6], [3, 6]])
+    inset = np.array([[3.4, 2.4], [7.6, 2.4], [7.6, 5.6], [3.4, 5.6]])
+    assert np.array_equal(g.polygons_to_mask([exact], 8, 10), expected)
+    assert np.array_equal(g.polygons_to_mask([inset[::-1]], 8, 10), expected)
+
+
+def test_polygons_to_mask_unites_overlapping_polygons_and_clips():
+    first = np.array([[0, 0], [6, 0], [6, 6], [0, 6]])
+    second = first + 3
+    mask = g.polygons_to_mask([first, second, np.array([[-5, -5], [1, -5], [1, 1]])], 10, 10)
+    assert mask[4, 4] and mask[7, 7] and mask[1, 1]
+    assert mask.sum() == 36 + 36 - 9
+    assert not g.polygons_to_mask([np.array([[0, 0], [5, 5]])], 10, 10).any()
+
+
+def test_triangle_pixels_by_centre():
+    triangle = np.array([[0, 0], [10, 0], [0, 10]])
+    mask = g.polygons_to_mask([triangle], 10, 10)
+    rows, cols = np.mgrid[0:10, 0:10]
+    assert np.array_equal(mask, (rows + 0.5) + (cols + 0.5) < 10)
 
 
 def disc_with_holes() -> np.ndarray:
@@ -227,3 +245,21 @@ def test_coco_uncompressed_counts():
     expected = np.zeros((3, 3), bool)
     expected.T.flat[2:5] = True
     assert np.array_equal(mask, expected)
+
+
+def winding_number(polygon: np.ndarray, x: float, y: float) -> int:
+    """How many times ``polygon`` winds around (x, y): what the canvas non-zero rule uses."""
+    angles = np.arctan2(polygon[:, 1] - y, polygon[:, 0] - x)
+    turns = np.diff(np.append(angles, angles[0]))
+    turns = (turns + np.pi) % (2 * np.pi) - np.pi
+    return round(turns.sum() / (2 * np.pi))
+
+
+def test_bridged_hole_is_empty_under_the_non_zero_rule_too():
+    """Label Studio draws polygons on a canvas (non-zero fill): the hole must wind 0 times."""
+    mask = disc_with_holes()
+    (polygon,) = g.mask_to_polygons(mask, tolerance_px=1.0)
+    assert abs(winding_number(polygon, 40.5, 100.5)) == 1  # in the disc
+    assert winding_number(polygon, 125.5, 85.5) == 0  # in the round hole
+    assert winding_number(polygon, 62.5, 125.5) == 0  # in the square hole
+    assert winding_number(polygon, 5.5, 5.5) == 0  # outside

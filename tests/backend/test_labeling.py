@@ -18,9 +18,12 @@ REFERENCE_CONFIG = """<View>
   <Header value="Text prompt (auto-annotation):"/>
   <TextArea name="prompt" toName="image" editable="true" rows="2" maxSubmissions="1" showSubmitButton="true"/>
   <Image name="image" value="$image" zoom="true"/>
-  <RectangleLabels name="label" toName="image"><Label value="cat" background="red"/><Label value="dog" background="blue"/></RectangleLabels>
-  <PolygonLabels name="poly" toName="image"><Label value="cat" background="orange"/><Label value="dog" background="purple"/></PolygonLabels>
-  <BrushLabels name="brush" toName="image"><Label value="cat" background="green"/><Label value="dog" background="yellow"/></BrushLabels>
+  <RectangleLabels name="label" toName="image"><Label value="cat" background="red"/>
+    <Label value="dog" background="blue"/></RectangleLabels>
+  <PolygonLabels name="poly" toName="image"><Label value="cat" background="orange"/>
+    <Label value="dog" background="purple"/></PolygonLabels>
+  <BrushLabels name="brush" toName="image"><Label value="cat" background="green"/>
+    <Label value="dog" background="yellow"/></BrushLabels>
   <TextArea name="desc" toName="image" perRegion="true" editable="true" rows="2" placeholder="Region description"/>
 </View>"""
 

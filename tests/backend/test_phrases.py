@@ -10,6 +10,7 @@ from backend.phrases import (
     labels_for_phrase,
     match_phrase,
     normalise,
+    singular_candidates,
     split_label_prefix,
 )
 
@@ -136,3 +137,18 @@ def test_labels_for_phrase_per_control():
     assert {name: m.label.value for name, m in matches.items()} == {"box": "person"}
     matches = labels_for_phrase(controls, "dogs")
     assert {name: m.label.value for name, m in matches.items()} == {"box": "object", "poly": "dog"}
+
+
+@pytest.mark.parametrize(("plural", "singular"), [
+    ("cats", "cat"), ("buses", "bus"), ("boxes", "box"), ("benches", "bench"),
+    ("shoes", "shoe"), ("houses", "house"), ("puppies", "puppy"), ("movies", "movie"),
+    ("knives", "knife"), ("leaves", "leaf"), ("olives", "olive"), ("women", "woman"),
+    ("firemen", "fireman"), ("people", "person"), ("mice", "mouse"), ("teeth", "tooth"),
+])
+def test_singular_candidates(plural, singular):
+    assert singular in singular_candidates(plural)
+
+
+@pytest.mark.parametrize("word", ["glass", "bus", "tennis", "cat", "is", "sheep"])
+def test_singular_words_get_no_candidates(word):
+    assert singular_candidates(word) == set()

@@ -157,3 +157,37 @@ def test_polygon_mask_matches_independent_rasterisation():
     decoded = decode_record_mask({"mask": region.polygons, "height": 480, "width": 640})
     expected = rasterize_polygon(percent_to_px(points, 640, 480), 480, 640)
     assert iou(decoded > 0, expected) >= 0.99
+
+
+def test_backend_shaped_prediction_multi_part_polygon_and_brush_take_the_box_text():
+    """As backend/results/assemble.py writes them: text on the rectangle, one polygon per part, a brush."""
+    mask = np.zeros((240, 320), dtype=bool)
+    mask[24:168, 32:150] = True
+    mask[150:168, 170:192] = True
+    result = [
+        rect_item("r1", (10, 10, 50, 60), label="cat"),
+        polygon_item("p-main", [(10, 10), (46.9, 10), (46.9, 70), (10, 70)], label="cat"),
+        polygon_item("p-small", [(53, 62.5), (60, 62.5), (60, 70), (53, 70)], label="cat"),
+        brush_item("b1", mask, label="cat"),
+        text_item("r1", ["the tabby cat"], {"x": 10, "y": 10, "width": 50, "height": 60}),
+        rect_item("r-table", (0, 0, 100, 100), label="table"),
+        polygon_item("p-cup", [(80, 80), (85, 80), (85, 85)], label="cup"),
+    ]
+    regions, skips = read_regions(result, ExportOptions())
+    found = by_id(regions)
+    assert set(found) == {"p-main+p-small", "b1", "p-cup"}
+    merged = found["p-main+p-small"]
+    assert len(merged.polygons) == 2 and merged.expressions == ["the tabby cat"]
+    assert merged.bbox == pytest.approx((32.0, 24.0, 192.0, 168.0))
+    assert found["b1"].expressions == ["the tabby cat"]
+    assert found["p-cup"].expressions == ["cup"]  # inside the table box, but not the table
+    assert reasons(skips) == {"r-table": "rectangle without a mask (use --boxes-as-masks to keep it)"}
+    decoded = decode_record_mask({"mask": merged.polygons, "height": 240, "width": 320})
+    assert decoded.max() == 1 and iou(decoded > 0, mask) > 0.99
+
+
+def test_region_on_an_image_rotated_in_the_editor_is_skipped():
+    item = polygon_item("p", SQUARE)
+    item["image_rotation"] = 90
+    regions, skips = read_regions([item], ExportOptions())
+    assert regions == [] and "image_rotation=90" in skips[0].reason

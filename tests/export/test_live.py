@@ -139,3 +139,22 @@ def test_restart_cleans_temp_files_and_rebuilds(live, tmp_path):
         assert not (out / ".tmp-abc").exists()
     finally:
         restarted.close()
+
+
+def test_backend_webhook_queues_and_answers_at_once(tmp_path):
+    from backend.app import create_app
+    from backend.settings import load_settings
+
+    loader = FakeLoader(delay=2.0)
+    exporter = LiveExporter(tmp_path / "s", images_loader=loader)
+    try:
+        app = create_app(load_settings({}), model=None, exporter=exporter)
+        client = app.test_client()
+        start = time.monotonic()
+        reply = client.post("/webhook", json=created())
+        assert reply.status_code in (200, 201) and time.monotonic() - start < 0.5
+        assert exporter.flush(30)
+        (record,) = read_records(tmp_path / "s")
+        assert record["expressions"] == ["a cat"]
+    finally:
+        exporter.close()

@@ -116,3 +116,9 @@ def test_half_precision_runs_on_cpu(random_tiny_checkpoint, dtype):
     assert half.dtype in (torch.bfloat16, torch.float16)
     regions = half.ground(noise(48, 32), "the cat")
     assert all(r.mask.shape == (32, 48) for r in regions)
+
+
+def test_segment_a_drawn_box(nc):
+    region = nc.segment(noise(90, 60), (10, 5, 50, 40))
+    assert region.mask.shape == (60, 90) and region.mask.dtype == bool
+    assert region.box == (10.0, 5.0, 50.0, 40.0) and isinstance(region.score, float)

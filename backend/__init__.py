@@ -1,0 +1,1 @@
+"""nextchat-ls: a Label Studio ML backend around the NExT-Chat model (HTTP service in backend.app)."""

@@ -1,0 +1,104 @@
+"""`python -m backend <command>`: serve (gunicorn), demo, export, check-stage3, batch.
+
+    python -m backend serve --checkpoint PATH_OR_ID --vision-tower PATH_OR_ID \
+        [--device cuda] [--dtype bf16] [--port 9090] [--host 0.0.0.0]
+
+Every flag has an environment equivalent (see backend/settings.py); flags win. Other commands are
+imported only when asked for, so a missing module is one clear line, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from backend.settings import SettingsError, load_settings
+
+# command -> "module:function"; the function gets the remaining argv and may return an exit code
+SUBCOMMANDS = {
+    "demo": "backend.demo:main",
+    "export": "backend.export.cli:main_export",
+    "check-stage3": "backend.export.cli:main_check",
+    "batch": "backend.batch:main",
+}
+
+
+def serve_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m backend serve",
+        description="Serve the Label Studio ML backend under gunicorn (one worker, threads).",
+    )
+    parser.add_argument("--checkpoint", help="NExT-Chat checkpoint dir or hub id (NEXTCHAT_CHECKPOINT)")
+    parser.add_argument("--vision-tower", help="CLIP vision tower dir or hub id (NEXTCHAT_VISION_TOWER)")
+    parser.add_argument("--device", help="cuda, cuda:N, cpu or auto (DEVICE; default auto)")
+    parser.add_argument("--dtype", help="bf16, fp16, fp32 or auto (DTYPE; default auto)")
+    parser.add_argument("--host", help="address to bind (HOST; default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (PORT; default 9090)")
+    parser.add_argument("--threads", type=int, help="server threads (THREADS)")
+    parser.add_argument("--log-level", help="LOG_LEVEL (default INFO)")
+    return parser
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def serve(argv: list[str]) -> int:
+    args = serve_parser().parse_args(argv)
+    try:
+        settings = load_settings(
+            checkpoint=args.checkpoint, vision_tower=args.vision_tower, device=args.device,
+            dtype=args.dtype, host=args.host, port=args.port, threads=args.threads,
+            log_level=args.log_level,
+        )
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not settings.checkpoint:
+        print("error: no checkpoint: pass --checkpoint or set NEXTCHAT_CHECKPOINT", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    logging.getLogger("backend").info("settings: %s", settings.redacted())
+    from backend.app import run_gunicorn
+
+    run_gunicorn(settings)
+    return 0
+
+
+def run_subcommand(name: str, argv: list[str]) -> int:
+    module_name, function_name = SUBCOMMANDS[name].split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        print(f"error: '{name}' is not available: cannot import {module_name} ({exc})", file=sys.stderr)
+        return 2
+    entry = getattr(module, function_name, None)
+    if entry is None:
+        print(f"error: '{name}' is not available: {module_name} has no {function_name}()", file=sys.stderr)
+        return 2
+    code = entry(argv)
+    return code if isinstance(code, int) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = ["serve", *SUBCOMMANDS]
+    if not argv or argv[0] in ("-h", "--help"):
+        print(f"usage: python -m backend {{{','.join(commands)}}} [options]\n{__doc__}")
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command == "serve":
+        return serve(rest)
+    if command in SUBCOMMANDS:
+        return run_subcommand(command, rest)
+    print(f"error: unknown command {command!r}; choose one of {', '.join(commands)}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""One image file -> one Label Studio task with its prediction, through the backend's own Predictor
+(the same regions, thresholds and result shapes as `/predict` pre-annotation)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from backend.batch.job import JobError, JobSpec
+from backend.images import ImageError, decode_image
+from backend.limits import Deadline
+from backend.predictor import ModelHolder, Predictor, load_model
+
+PREDICTOR_LOGGER = "backend.predictor"
+NO_DEADLINE_S = 7 * 24 * 3600.0
+
+
+@dataclass
+class Outcome:
+    """What became of one image: a task, or the reason it was skipped."""
+
+    key: str
+    task: dict | None = None
+    error: str | None = None
+
+    def record(self) -> dict:
+        return {"key": self.key, "task": self.task} if self.task is not None else {"key": self.key,
+                                                                                    "error": self.error}
+
+
+class _OneImage:
+    """The Predictor's image loader: hands back the image this job already read and decoded."""
+
+    def __init__(self):
+        self.value = None
+        self.image = None
+
+    def load(self, value, task_id=None, deadline=None):
+        if value != self.value:
+            raise ImageError("task image is not the one being labelled")
+        return self.image
+
+
+class _TaskFailures(logging.Handler):
+    """Catches the Predictor's "task ...: no prediction" reports (it logs a failed task and goes on)."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.reasons: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "no prediction" in message:
+            self.reasons.append(message.split("no prediction:", 1)[-1].strip() or "model error")
+
+
+class ImageLabeler:
+    """Holds one model replica; ``label(key)`` never raises for a bad image (ModelUnavailable, e.g. out of
+    GPU memory, does propagate: the job stops and a rerun resumes)."""
+
+    def __init__(self, spec: JobSpec, model=None):
+        self.spec = spec
+        self.config = spec.config()
+        self.target = self.config.targets[0]
+        self.model = model if model is not None else _load(spec)
+        self._images = _OneImage()
+        self.predictor = Predictor(ModelHolder(self.model), spec.settings, self._images)
+
+    @property
+    def model_version(self) -> str:
+        return self.model.model_version
+
+    def read_image(self, key: str):
+        """The decoded RGB image of ``key``, or ImageError (missing, too big, corrupt, not an image)."""
+        path = self.spec.image_path(key)
+        limit = self.spec.settings.max_image_bytes
+        try:
+            with path.open("rb") as handle:
+                data = handle.read(limit + 1)
+        except OSError as exc:
+            raise ImageError(f"cannot read the file: {exc.strerror or type(exc).__name__}") from None
+        if len(data) > limit:
+            raise ImageError(f"file larger than MAX_IMAGE_BYTES={limit}")
+        return decode_image(data, self.spec.settings)
+
+    def label(self, key: str) -> Outcome:
+        try:
+            image = self.read_image(key)
+        except ImageError as exc:
+            return Outcome(key, error=f"bad image: {exc}")
+        value = self.spec.image_reference(key)
+        task = {"data": {self.target.value_key: value}}
+        self._images.value, self._images.image = value, image
+        failures = _TaskFailures()
+        logger = logging.getLogger(PREDICTOR_LOGGER)
+        logger.addHandler(failures)
+        try:
+            entry = self.predictor.predict([task], self.config, None, Deadline.after(NO_DEADLINE_S))[0]
+        finally:
+            logger.removeHandler(failures)
+            self._images.value = self._images.image = None
+        if failures.reasons:
+            return Outcome(key, error=f"model failed: {failures.reasons[0]}")
+        if "result" not in entry:
+            return Outcome(key, error=f"no prediction: {entry.get('error', 'unknown')}")
+        task["predictions"] = [entry]
+        return Outcome(key, task=task)
+
+
+def _load(spec: JobSpec):
+    try:
+        return load_model(spec.settings)
+    except ValueError as exc:  # CheckpointError (missing or broken checkpoint), an unknown DTYPE
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise JobError(f"cannot load the model: {reason}") from None

@@ -1,0 +1,148 @@
+"""Interactive (auto-annotation) calls: what the annotator typed or drew, answered as suggestions.
+
+Label Studio forwards the browser's `context.result` (reference §4). Per Image, first match wins:
+1. a question TextArea result -> `ask` (boxes drawn in the same context are its [0], [1], ...): the
+   answer TextArea plus the regions the answer locates (labelled by phrase matching);
+2. a prompt TextArea result -> `ground` the referring expression. Its regions get the label named as
+   "label: expression", else the label selected in the context, else the label the expression matches,
+   else each control's first label. The prompt is echoed back so it stays visible;
+3. a rectangle drawn with the smart tool (the last `origin: "manual"` one, else the last) ->
+   `describe` it into the per-region TextArea and segment it into the polygon / brush controls. The box
+   is re-emitted with a NEW id and the text carries that id: Label Studio deletes the dynamic box when
+   the suggestion is accepted, and text tied to the deleted id would be orphaned (reference §4).
+"""
+
+from __future__ import annotations
+
+import math
+
+from backend.results import new_region_id, region_results, result_labels, result_text
+from backend.results.readers import result_box
+
+
+def _fail(reason: str):
+    from backend.predictor import InvalidContext
+
+    return InvalidContext(reason)
+
+
+def context_items_for(context: dict, target) -> list[dict]:
+    """The context results that belong to this Image."""
+    return [item for item in context.get("result", []) if isinstance(item, dict) and item.get("to_name") == target.name]
+
+
+def _text_item(items, areas, max_chars: int):
+    """(item, text) of the first TextArea result from one of `areas`, else (None, "")."""
+    names = {area.name for area in areas}
+    for item in items:
+        if item.get("from_name") in names and item.get("type") == "textarea":
+            value = item.get("value")
+            if not isinstance(value, dict):
+                raise _fail(f"context result {item.get('from_name')!r} has no value object")
+            text = result_text(item).strip()
+            if len(text) > max_chars:
+                raise _fail(f"{item.get('from_name')} text longer than MAX_PROMPT_CHARS={max_chars}")
+            if text:
+                return item, text
+    return None, ""
+
+
+def _echo(item: dict, text: str) -> dict:
+    """The typed text sent back under the same id, so the TextArea keeps showing it."""
+    return {"id": item.get("id") or new_region_id(), "from_name": item["from_name"], "to_name": item["to_name"],
+            "type": "textarea", "value": {"text": [text]}}
+
+
+def _rectangles(items) -> list[dict]:
+    return [item for item in items if item.get("type") == "rectanglelabels"]
+
+
+def drawn_box_pixels(item: dict, width: int, height: int) -> tuple[float, float, float, float]:
+    """Pixel xyxy of a drawn rectangle, clamped to the image; InvalidContext for bad geometry."""
+    value = item.get("value")
+    keys = ("x", "y", "width", "height")
+    if not isinstance(value, dict) or not all(isinstance(value.get(k), (int, float)) for k in keys):
+        raise _fail("drawn box needs numeric x, y, width, height")
+    numbers = [float(value[k]) for k in keys] + [float(value.get("rotation") or 0)]
+    if not all(math.isfinite(n) for n in numbers) or value["width"] <= 0 or value["height"] <= 0:
+        raise _fail("drawn box has non-finite or non-positive geometry")
+    x0, y0, x1, y1 = result_box(item, width, height)
+    x0, x1 = min(max(x0, 0.0), width), min(max(x1, 0.0), width)
+    y0, y1 = min(max(y0, 0.0), height), min(max(y1, 0.0), height)
+    if x1 - x0 < 1 or y1 - y0 < 1:
+        raise _fail("drawn box lies outside the image or is under one pixel")
+    return (x0, y0, x1, y1)
+
+
+def _selected_label(items) -> str | None:
+    """The label of the last labelled region in the context (what the annotator has selected)."""
+    for item in reversed(items):
+        labels = result_labels(item)
+        if labels:
+            return labels[0]
+    return None
+
+
+def _labels_with(predictor, target, wanted: str | None, text: str) -> dict[str, str]:
+    labels = predictor.labels_for_text(target, text)
+    for control in target.region_controls:
+        if wanted and control.label(wanted) is not None:
+            labels[control.name] = wanted
+    return labels
+
+
+def predict_interactive(predictor, target, image, items, deadline) -> list[dict]:
+    max_chars = predictor.settings.max_prompt_chars
+    item, question = _text_item(items, target.question_areas, max_chars)
+    if item is not None:
+        return _answer(predictor, target, image, items, item, question, deadline)
+    item, prompt = _text_item(items, target.prompt_areas, max_chars)
+    if item is not None:
+        return _typed_prompt(predictor, target, image, items, item, prompt, deadline)
+    rectangles = _rectangles(items)
+    if rectangles:
+        manual = [rect for rect in rectangles if rect.get("origin") == "manual"]
+        return _drawn_box(predictor, target, image, (manual or rectangles)[-1], deadline)
+    return []
+
+
+def _answer(predictor, target, image, items, item, question, deadline) -> list[dict]:
+    from model.prompts import PromptError
+
+    boxes = [drawn_box_pixels(rect, image.width, image.height) for rect in _rectangles(items)]
+    try:
+        results = predictor.answer(target, image, question, boxes, deadline)
+    except PromptError as exc:
+        raise _fail(str(exc)) from None
+    return results + [_echo(item, question)]
+
+
+def _typed_prompt(predictor, target, image, items, item, prompt, deadline) -> list[dict]:
+    from backend.phrases import split_label_prefix
+
+    all_labels = [label for control in target.region_controls for label in control.labels]
+    prefix_label, expression = split_label_prefix(prompt, all_labels)
+    wanted = prefix_label.value if prefix_label is not None else _selected_label(items)
+    labels = _labels_with(predictor, target, wanted, expression)
+    return predictor.ground_expression(target, image, expression, labels, deadline) + [_echo(item, prompt)]
+
+
+def _drawn_box(predictor, target, image, rect, deadline) -> list[dict]:
+    box = drawn_box_pixels(rect, image.width, image.height)
+    drawn_labels = result_labels(rect)
+    wanted = drawn_labels[0] if drawn_labels else None
+    labels = _labels_with(predictor, target, wanted, wanted or "")
+    text = predictor.call_model(deadline, "describe", image, box) if target.region_areas else None
+    needs_mask = any(control.kind != "rectanglelabels" for control in target.region_controls)
+    mask, score = None, 1.0  # the annotator's own box
+    if needs_mask:
+        mask, score = predictor.with_model(deadline, lambda model: box_mask(model, image, box))
+    return region_results(target, image.width, image.height, labels=labels, box=box, mask=mask,
+                          score=score, text=text, polygon=predictor.polygon)
+
+
+def box_mask(model, image, box):
+    """(bool mask at image size, SAM IoU guess) for a pixel box, from the model's `segment`. A drawn box
+    is an explicit request, so its mask is not gated by MASK_IOU_THRESHOLD (the score travels with it)."""
+    region = model.segment(image, box)
+    return region.mask, float(region.score)

@@ -1,0 +1,45 @@
+"""Fields every Label Studio region result shares, and region ids."""
+
+from __future__ import annotations
+
+import math
+import secrets
+from typing import Any
+
+
+def new_region_id() -> str:
+    """A fresh 10-character region id, like the ones Label Studio makes."""
+    return secrets.token_hex(5)
+
+
+def clamp_score(score: float | None) -> float | None:
+    """Scores go to Label Studio in [0, 1] (SAM's IoU guess can overshoot); NaN -> None."""
+    if score is None or math.isnan(float(score)):
+        return None
+    return min(1.0, max(0.0, float(score)))
+
+
+def check_size(width: int, height: int) -> None:
+    if int(width) <= 0 or int(height) <= 0:
+        raise ValueError(f"image size must be positive, got {width}x{height}")
+
+
+def region_result(*, region_id: str, from_name: str, to_name: str, result_type: str,
+                  width: int, height: int, value: dict[str, Any],
+                  score: float | None = None) -> dict[str, Any]:
+    """A region result as Label Studio 1.23 stores it (reference section 5)."""
+    result: dict[str, Any] = {
+        "id": region_id,
+        "from_name": from_name,
+        "to_name": to_name,
+        "type": result_type,
+        "original_width": int(width),
+        "original_height": int(height),
+        "image_rotation": 0,
+        "value": value,
+        "readonly": False,
+    }
+    clamped = clamp_score(score)
+    if clamped is not None:
+        result["score"] = clamped
+    return result

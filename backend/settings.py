@@ -1,0 +1,198 @@
+"""Every setting of the backend in one frozen dataclass, read from the environment and the CLI.
+
+The environment names follow Label Studio's own ML backends (LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY,
+BASIC_AUTH_USER, ...) so their compose files carry over. CLI flags override the environment.
+`redacted()` is the only view of the settings that may be logged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+
+MIB = 1024 * 1024
+
+SECRET_FIELDS = ("label_studio_api_key", "basic_auth_pass", "auth_token")
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    # model: chosen by the operator only (never by a label config or a request)
+    checkpoint: str = ""
+    vision_tower: str = ""
+    device: str = "auto"
+    dtype: str = "auto"
+    # server
+    host: str = "127.0.0.1"
+    port: int = 9090
+    threads: int = 0  # 0: max_concurrency + max_queue + 4
+    log_level: str = "INFO"
+    # Label Studio
+    label_studio_url: str = ""
+    label_studio_api_key: str = field(default="", repr=False)
+    local_files_document_root: str = ""
+    # auth on /predict, /setup, /versions, /metrics (never /health, /webhook)
+    basic_auth_user: str = ""
+    basic_auth_pass: str = field(default="", repr=False)
+    auth_token: str = field(default="", repr=False)
+    # prediction
+    score_threshold: float = 0.0
+    mask_iou_threshold: float = 0.3
+    polygon_tolerance: float = 1.0
+    describe_regions: bool = True
+    # request limits
+    max_request_bytes: int = 32 * MIB
+    max_tasks_per_request: int = 1000
+    max_labels: int = 200
+    max_prompt_chars: int = 500
+    max_concurrency: int = 2
+    max_queue: int = 16
+    queue_timeout_s: float = 30.0
+    retry_after_s: int = 5
+    request_deadline_s: float = 80.0
+    # image fetching
+    allowed_image_hosts: tuple[str, ...] = ()
+    image_connect_timeout_s: float = 5.0
+    image_read_timeout_s: float = 10.0
+    image_total_timeout_s: float = 30.0
+    max_image_bytes: int = 64 * MIB
+    max_image_pixels: int = 50_000_000
+    image_formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
+    max_redirects: int = 5
+    verify_tls: bool = True
+    # stage-3 export of submitted annotations (/webhook); empty: off
+    stage3_dir: str = ""
+
+    @property
+    def server_threads(self) -> int:
+        """Threads so that every admitted or queued request, plus /health, gets a thread at once."""
+        return self.threads or (self.max_concurrency + self.max_queue + 4)
+
+    def redacted(self) -> dict:
+        """The settings as a dict that is safe to log: secrets are replaced by whether they are set."""
+        view = dataclasses.asdict(self)
+        for name in SECRET_FIELDS:
+            view[name] = "<set>" if view[name] else "<unset>"
+        return view
+
+    def replace(self, **changes) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+# env variable -> field; the first variable that is set wins for a field listed twice
+ENV_NAMES: dict[str, tuple[str, ...]] = {
+    "checkpoint": ("NEXTCHAT_CHECKPOINT",),
+    "vision_tower": ("NEXTCHAT_VISION_TOWER",),
+    "device": ("DEVICE",),
+    "dtype": ("DTYPE",),
+    "host": ("HOST",),
+    "port": ("PORT",),
+    "threads": ("THREADS",),
+    "log_level": ("LOG_LEVEL",),
+    "label_studio_url": ("LABEL_STUDIO_URL", "LABEL_STUDIO_HOST"),
+    "label_studio_api_key": ("LABEL_STUDIO_API_KEY", "LABEL_STUDIO_ACCESS_TOKEN"),
+    "local_files_document_root": (
+        "LOCAL_FILES_DOCUMENT_ROOT",
+        "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT",
+    ),
+    "basic_auth_user": ("BASIC_AUTH_USER",),
+    "basic_auth_pass": ("BASIC_AUTH_PASS",),
+    "auth_token": ("BACKEND_AUTH_TOKEN",),
+    "score_threshold": ("SCORE_THRESHOLD",),
+    "mask_iou_threshold": ("MASK_IOU_THRESHOLD",),
+    "polygon_tolerance": ("POLYGON_TOLERANCE",),
+    "describe_regions": ("DESCRIBE_REGIONS",),
+    "max_request_bytes": ("MAX_REQUEST_BYTES",),
+    "max_tasks_per_request": ("MAX_TASKS_PER_REQUEST",),
+    "max_labels": ("MAX_LABELS",),
+    "max_prompt_chars": ("MAX_PROMPT_CHARS",),
+    "max_concurrency": ("MAX_CONCURRENCY",),
+    "max_queue": ("MAX_QUEUE",),
+    "queue_timeout_s": ("QUEUE_TIMEOUT_S",),
+    "retry_after_s": ("RETRY_AFTER_S",),
+    "request_deadline_s": ("REQUEST_DEADLINE_S",),
+    "allowed_image_hosts": ("ALLOWED_IMAGE_HOSTS",),
+    "image_connect_timeout_s": ("IMAGE_CONNECT_TIMEOUT_S",),
+    "image_read_timeout_s": ("IMAGE_READ_TIMEOUT_S",),
+    "image_total_timeout_s": ("IMAGE_TOTAL_TIMEOUT_S",),
+    "max_image_bytes": ("MAX_IMAGE_BYTES",),
+    "max_image_pixels": ("MAX_IMAGE_PIXELS",),
+    "image_formats": ("IMAGE_FORMATS",),
+    "max_redirects": ("MAX_REDIRECTS",),
+    "verify_tls": ("VERIFY_TLS",),
+    "stage3_dir": ("STAGE3_DIR",),
+}
+
+
+def _convert(name: str, raw: str, default):
+    """Turn the text of a setting into the type of its default value."""
+    raw = raw.strip()
+    try:
+        if isinstance(default, bool):
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true or false")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if isinstance(default, tuple):
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+    except ValueError as exc:
+        raise SettingsError(f"{name}={raw!r}: {exc}") from None
+    return raw
+
+
+def _check(settings: Settings) -> Settings:
+    positive = [
+        "port", "max_request_bytes", "max_tasks_per_request", "max_labels", "max_prompt_chars",
+        "max_concurrency", "image_connect_timeout_s", "image_read_timeout_s",
+        "image_total_timeout_s", "max_image_bytes", "max_image_pixels", "request_deadline_s",
+    ]
+    for name in positive:
+        if getattr(settings, name) <= 0:
+            raise SettingsError(f"{name} must be > 0, got {getattr(settings, name)}")
+    for name in ("max_queue", "queue_timeout_s", "retry_after_s", "max_redirects", "threads"):
+        if getattr(settings, name) < 0:
+            raise SettingsError(f"{name} must be >= 0, got {getattr(settings, name)}")
+    from PIL import Image
+
+    Image.init()
+    formats = tuple(f.upper() for f in settings.image_formats)
+    unknown = [f for f in formats if f not in Image.OPEN]
+    if unknown or not formats:
+        raise SettingsError(f"IMAGE_FORMATS: {', '.join(unknown) or 'empty'} not readable by Pillow")
+    return settings.replace(
+        image_formats=formats,
+        allowed_image_hosts=tuple(h.lower() for h in settings.allowed_image_hosts),
+        label_studio_url=settings.label_studio_url.rstrip("/"),
+    )
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides) -> Settings:
+    """Settings from `env` (default os.environ), then `overrides` (CLI flags; None means not given)."""
+    env = os.environ if env is None else env
+    defaults = Settings()
+    values = {}
+    for spec in fields(Settings):
+        for env_name in ENV_NAMES.get(spec.name, ()):
+            if env.get(env_name, "").strip() != "":
+                values[spec.name] = _convert(env_name, env[env_name], getattr(defaults, spec.name))
+                break
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        if name not in ENV_NAMES:
+            raise SettingsError(f"unknown setting {name}")
+        if isinstance(value, str):
+            value = _convert(name, value, getattr(defaults, name))
+        values[name] = value
+    return _check(Settings(**values))

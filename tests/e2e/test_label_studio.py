@@ -1,0 +1,162 @@
+"""End to end against a real Label Studio 1.23.2 on loopback, with our backend and the tiny checkpoint.
+
+One project per label_config/*.xml; each gets three tasks (an uploaded image, a Local Files image, an
+http URL on a loopback server), the backend connected, and "Retrieve predictions" run. Then every
+stored prediction is checked against its config, and interactive calls shaped like the labeling UI's
+(a box drawn with the smart tool) are sent through Label Studio's /interactive-annotating.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from backend.demo import LABEL_CONFIG_DIR, draw_sample_image, local_files_url
+from backend.ls_api import LabelStudioClient, LabelStudioError
+from tests.e2e.region_checks import REGION_TYPES, read_controls, result_problems
+
+pytestmark = pytest.mark.e2e
+
+CONFIG_PATHS = sorted(LABEL_CONFIG_DIR.glob("*.xml"))
+# task data that the prompt-driven configs read (key = the TextArea's name)
+TEXT_INPUTS = {"prompt": "the red car", "question": "what is the person standing next to?"}
+
+
+@dataclass
+class ProjectRun:
+    config_path: Path
+    project: dict
+    controls: dict
+    image_sizes: dict  # task id -> (width, height)
+    task_kinds: dict  # task id -> "upload" | "local-files" | "http"
+    ml_backend: dict
+    predictions: list
+
+
+def make_images(folders: dict[str, Path], stem: str) -> dict[str, Path]:
+    """One generated image per task kind, each in the folder that kind is served from, sizes differ."""
+    sizes = {"upload": (640, 480), "local-files": (480, 360), "http": (360, 480)}
+    return {kind: draw_sample_image(folders[kind] / f"{stem}-{kind}.png", size, seed=index)
+            for index, (kind, size) in enumerate(sizes.items())}
+
+
+def text_inputs_for(controls: dict) -> dict:
+    return {name: text for name, text in TEXT_INPUTS.items() if name in controls}
+
+
+def run_project(ls: LabelStudioClient, config_path: Path, folders: dict[str, Path], label_studio, image_server,
+                backend_url: str) -> ProjectRun:
+    images = make_images(folders, config_path.stem)
+    label_config = config_path.read_text()
+    controls = read_controls(label_config)
+    project = ls.create_project(f"e2e {config_path.stem}", label_config)
+    ls.add_local_files_storage(project["id"], folders["local-files"])
+    extra = text_inputs_for(controls)
+    kinds = {}
+    (upload_id,) = ls.upload_files(project["id"], [images["upload"]])
+    kinds[upload_id] = "upload"
+    local_id, http_id = ls.import_tasks(project["id"], [
+        {"image": local_files_url(images["local-files"], label_studio.local_files_root), **extra},
+        {"image": image_server.url_for(images["http"]), **extra},
+    ])
+    kinds.update({local_id: "local-files", http_id: "http"})
+    sizes = {task_id: _image_size(images[kind]) for task_id, kind in kinds.items()}
+    ml_backend = ls.connect_ml_backend(project["id"], backend_url)
+    ls.retrieve_predictions(project["id"])
+    predictions = ls.list_predictions(project_id=project["id"])
+    return ProjectRun(config_path, project, controls, sizes, kinds, ml_backend, predictions)
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.size
+
+
+@pytest.fixture(scope="module")
+def project_runs(label_studio, image_server, nextchat_backend, tmp_path_factory) -> dict[str, ProjectRun]:
+    folders = {"upload": tmp_path_factory.mktemp("uploads"), "local-files": label_studio.local_files_root / "e2e",
+               "http": image_server.root}
+    ls = label_studio.client()
+    return {path.stem: run_project(ls, path, folders, label_studio, image_server, nextchat_backend.url)
+            for path in CONFIG_PATHS}
+
+
+def test_every_label_config_loads_in_label_studio(label_studio):
+    ls = label_studio.client()
+    assert len(CONFIG_PATHS) >= 7, "label_config/ should hold the ready configs"
+    for path in CONFIG_PATHS:
+        xml = path.read_text()
+        project = ls.create_project(f"load {path.stem}", xml)
+        stored = ls.get_project(project["id"])
+        assert stored["label_config"].strip() == xml.strip(), path.name
+        assert set(read_controls(xml)) <= set(stored["parsed_label_config"]), path.name
+    broken = CONFIG_PATHS[0].read_text().replace('toName="image"', 'toName="nosuch"', 1)
+    with pytest.raises(LabelStudioError) as refused:
+        ls.create_project("load broken", broken)
+    assert refused.value.status == 400
+
+
+def test_personal_access_token_is_swapped_for_an_access_token(label_studio):
+    pat_client = label_studio.client(label_studio.personal_access_token)
+    assert pat_client.auth_headers()["Authorization"].startswith("Bearer ")
+    assert pat_client.request_json("GET", "/api/current-user/whoami")["email"] == label_studio.username
+
+
+@pytest.mark.parametrize("stem", [path.stem for path in CONFIG_PATHS])
+def test_backend_connects_and_every_task_gets_a_fitting_prediction(project_runs, nextchat_backend, stem):
+    run = project_runs[stem]
+    assert run.ml_backend["state"] == "CO", run.ml_backend
+    by_task = {}
+    for prediction in run.predictions:
+        by_task.setdefault(prediction["task"], []).append(prediction)
+    assert set(by_task) == set(run.image_sizes), f"tasks without a stored prediction\n{nextchat_backend.log_tail()}"
+    for task_id, predictions in by_task.items():
+        kind = run.task_kinds[task_id]
+        assert len(predictions) == 1, f"{kind} task {task_id}: {len(predictions)} predictions"
+        prediction = predictions[0]
+        result = prediction["result"]
+        assert any(item["type"] in REGION_TYPES or item["type"] == "textarea" for item in result), (
+            f"{stem}: {kind} task {task_id} got an empty prediction\n{nextchat_backend.log_tail()}")
+        problems = result_problems(result, run.controls, run.image_sizes[task_id])
+        assert not problems, f"{stem}: {kind} task {task_id}:\n" + "\n".join(problems)
+        assert prediction["model_version"], prediction
+        assert isinstance(prediction["score"], (int, float))
+
+
+def test_all_result_types_are_exercised(project_runs):
+    types = {item["type"] for run in project_runs.values() for p in run.predictions for item in p["result"]}
+    assert {"rectanglelabels", "polygonlabels", "brushlabels", "textarea"} <= types, types
+
+
+def drawn_box_context(width: int, height: int, label: str) -> dict:
+    """The context the labeling UI sends after a box is drawn with the smart tool (reference §4)."""
+    return {"result": [{
+        "original_width": width, "original_height": height, "image_rotation": 0,
+        "value": {"x": 20.5, "y": 25.25, "width": 40.0, "height": 45.5, "rotation": 0, "rectanglelabels": [label]},
+        "id": "DrawnBox01", "from_name": "box", "to_name": "image", "type": "rectanglelabels", "origin": "manual",
+    }]}
+
+
+@pytest.mark.parametrize(("stem", "mask_type"), [("all_in_one", "brushlabels"),
+                                                 ("region_descriptions", "polygonlabels")])
+def test_drawn_box_is_answered_with_a_description_and_a_mask(project_runs, label_studio, nextchat_backend,
+                                                              stem, mask_type):
+    run = project_runs[stem]
+    task_id = next(t for t, kind in run.task_kinds.items() if kind == "upload")
+    width, height = run.image_sizes[task_id]
+    label = sorted(run.controls["box"].labels)[0]
+    reply = label_studio.client().interactive_annotating(
+        run.ml_backend["id"], task_id, drawn_box_context(width, height, label))
+    assert "errors" not in reply, f"{reply}\n{nextchat_backend.log_tail()}"
+    result = reply["data"]["result"]
+    problems = result_problems(result, run.controls, (width, height))
+    assert not problems, "\n".join(problems)
+    descriptions = [item for item in result if item["from_name"] == "description"]
+    assert descriptions and descriptions[0]["value"]["text"][0].strip(), result
+    region_ids = {item["id"] for item in result if item["type"] in REGION_TYPES}
+    assert descriptions[0]["id"] in region_ids and descriptions[0]["id"] != "DrawnBox01"
+    assert any(item["type"] == mask_type for item in result), f"no {mask_type} in {result}"
