@@ -229,16 +229,25 @@ class NextChat:
         mask = mask_logits_to_masks(upscale_mask_logits(low_res), session.frame)[0].cpu().numpy()
         return Region(box=clamp_box(box, session.frame), mask=mask, score=float(ious[0]), phrase="")
 
-    def caption(self, image: Image.Image, max_new_tokens: int = 128) -> Caption:
-        """A grounded caption: the text and a region per located phrase."""
-        result = self.run(image, prompts.grounded_caption(), [], DecodeOptions(max_new_tokens=max_new_tokens))
-        return self._answer(image, result)
+    def caption(self, image: Image.Image, max_new_tokens: int = 128, forced_answer: str | None = None) -> Caption:
+        """A grounded caption: the text and a region per located phrase. ``forced_answer`` (markup such as
+        ``"A dog <at> <boxes> on a sofa <at> <boxes> ."``) is run instead of generated (teacher forcing)."""
+        opts = self._answer_options(max_new_tokens, forced_answer)
+        return self._answer(image, self.run(image, prompts.grounded_caption(), [], opts))
 
-    def ask(self, image: Image.Image, question: str, boxes=None, max_new_tokens: int = 128) -> Answer:
-        """A question answered with the locations of the objects it mentions; ``boxes`` as [0], [1]."""
+    def ask(self, image: Image.Image, question: str, boxes=None, max_new_tokens: int = 128,
+            forced_answer: str | None = None) -> Answer:
+        """A question answered with the locations of the objects it mentions; ``boxes`` as [0], [1].
+        ``forced_answer`` as in :meth:`caption`."""
         boxes = [list(map(float, b)) for b in (boxes or [])]
         turn = prompts.question_with_locations(question, len(boxes))
-        return self._answer(image, self.run(image, turn, boxes, DecodeOptions(max_new_tokens=max_new_tokens)))
+        return self._answer(image, self.run(image, turn, boxes, self._answer_options(max_new_tokens, forced_answer)))
+
+    def _answer_options(self, max_new_tokens: int, forced_answer: str | None) -> DecodeOptions:
+        if forced_answer is None:
+            return DecodeOptions(max_new_tokens=max_new_tokens)
+        forced = self.tokenizer.encode(forced_answer, add_bos=False) + [self.ids.eos]
+        return DecodeOptions(max_new_tokens=len(forced), forced_token_ids=tuple(forced))
 
     def _answer(self, image: Image.Image, result: GenerationResult) -> Answer:
         phrases = phrases_for_locations(result.text)

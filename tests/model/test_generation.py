@@ -122,3 +122,12 @@ def test_segment_a_drawn_box(nc):
     region = nc.segment(noise(90, 60), (10, 5, 50, 40))
     assert region.mask.shape == (60, 90) and region.mask.dtype == bool
     assert region.box == (10.0, 5.0, 50.0, 40.0) and isinstance(region.score, float)
+
+
+def test_forced_caption_gives_a_region_per_located_phrase(nc):
+    caption = nc.caption(noise(80, 60), forced_answer="A brown dog <at> <boxes> sits on a red sofa <at> <boxes> .")
+    assert caption.text == "A brown dog sits on a red sofa."
+    assert [r.phrase for r in caption.regions] == ["A brown dog", "a red sofa"]
+    answer = nc.ask(noise(80, 60), "What is [0] holding?", boxes=[[5, 5, 40, 40]],
+                    forced_answer="A cup <at> <boxes> .")
+    assert answer.text == "A cup." and [r.phrase for r in answer.regions] == ["A cup"]
