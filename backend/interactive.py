@@ -1,8 +1,14 @@
 """Interactive (auto-annotation) calls: what the annotator typed or drew, answered as suggestions.
 
 Label Studio forwards the browser's `context.result` (reference §4). Per Image, first match wins:
-1. a question TextArea result -> `ask` (boxes drawn in the same context are its [0], [1], ...): the
-   answer TextArea plus the regions the answer locates (labelled by phrase matching);
+1. a question TextArea result -> `ask`: the answer TextArea plus the regions the answer locates, each
+   labelled from its phrase by backend.phrases, the phrase as its per-region text; the question is
+   echoed. Input boxes (`question_boxes`): rectangles sent in the same context, else those of the
+   annotator's latest draft of the task. A typed question's context holds only the TextArea, and
+   Label Studio sends the asking user's drafts along; the editor saves a draft ~5 s after a change
+   (read in LS 1.23's editor source, not yet seen in a browser). "[0]", "[1]" in the question name
+   the boxes in that order; a question without references about "this person" / "that car" / "here"
+   (or, for boxes in the context, any question) gets the last drawn box as [0];
 2. a prompt TextArea result -> `ground` the referring expression. Its regions get the label named as
    "label: expression", else the label selected in the context, else the label the expression matches,
    else each control's first label. The prompt is echoed back so it stays visible;
@@ -14,10 +20,22 @@ Label Studio forwards the browser's `context.result` (reference §4). Per Image,
 
 from __future__ import annotations
 
+import logging
 import math
+import re
+import sys
 
+from backend.phrases import labels_for_region, split_label_prefix
 from backend.results import new_region_id, region_results, result_labels, result_text
 from backend.results.readers import result_box
+
+log = logging.getLogger("backend.predictor")
+
+_DEICTIC = re.compile(r"\b(?:this|these|that|those|here)\b", re.IGNORECASE)
+_NEXT_WORD = re.compile(r"\s+([^\W\d_][\w'-]*)")
+# words after "that"/"this" that show it is not pointing at a thing ("a car that is red", "this is")
+_NOT_A_NOUN = frozenset("""is are was were be been has have had does do did can could will would should may might
+must the a an it its he she they we you i in on at of to for with and or but not""".split())
 
 
 def _fail(reason: str):
@@ -74,6 +92,74 @@ def drawn_box_pixels(item: dict, width: int, height: int) -> tuple[float, float,
     return (x0, y0, x1, y1)
 
 
+def has_box_reference(question: str) -> bool:
+    """Whether `question` names an input box as [0], [0,1]... (the model's own grammar, model.prompts)."""
+    from model.prompts import with_box_references
+
+    return bool(with_box_references(question, sys.maxsize).box_order)
+
+
+def refer_to_box(question: str) -> str | None:
+    """`question` with " [0]" after its first pointing phrase ("this person" -> "this person [0]",
+    "what is that?" -> "what is that [0]?", "here" -> "here [0]"), or None when it has none."""
+    for match in _DEICTIC.finditer(question):
+        following = _NEXT_WORD.match(question, match.end())
+        word = following.group(1).lower() if following else None
+        pointer = match.group(0).lower()
+        if pointer == "that" and word in _NOT_A_NOUN:
+            continue  # "the car that is parked": a relative clause, not a pointer
+        if pointer == "here" or word in _NOT_A_NOUN:
+            following = None  # "here", "is this a dog?": the reference goes right after the pointer
+        end = following.end() if following else match.end()
+        return f"{question[:end]} [0]{question[end:]}"
+    return None
+
+
+def _draft_rectangles(task: dict, target) -> list[dict]:
+    """Rectangles on this Image in the latest of the task's drafts (Label Studio sends the asking
+    annotator's drafts with an interactive call; the editor saves them as the annotator works)."""
+    drafts = [draft for draft in task.get("drafts") or []
+              if isinstance(draft, dict) and isinstance(draft.get("result"), list)]
+    if not drafts:
+        return []
+    latest = max(drafts, key=lambda draft: str(draft.get("updated_at") or draft.get("created_at") or ""))
+    return [item for item in latest["result"] if isinstance(item, dict)
+            and item.get("type") == "rectanglelabels" and item.get("to_name") == target.name]
+
+
+def _last_drawn(rectangles: list[dict]) -> dict:
+    manual = [rect for rect in rectangles if rect.get("origin") == "manual"]
+    return (manual or rectangles)[-1]
+
+
+def question_boxes(question, task, target, items, width, height) -> tuple[str, list]:
+    """(the question as the model gets it, its input boxes in pixel xyxy); see the module doc."""
+    sent_along = _rectangles(items)
+    if sent_along:
+        rectangles = sent_along
+    else:  # a draft's rectangle that cannot be used is left out (logged), not a 400
+        rectangles = [rect for rect in _draft_rectangles(task, target) if _usable(rect, width, height)]
+    if has_box_reference(question):
+        if not rectangles:
+            raise _fail("the question refers to a box ([0]) but none is drawn; draw it first")
+        return question, [drawn_box_pixels(rect, width, height) for rect in rectangles]
+    pointed = refer_to_box(question)
+    if rectangles and (pointed or sent_along):
+        return pointed or f"Regarding [0]: {question}", [drawn_box_pixels(_last_drawn(rectangles), width, height)]
+    return question, []
+
+
+def _usable(rect: dict, width: int, height: int) -> bool:
+    from backend.predictor import InvalidContext
+
+    try:
+        drawn_box_pixels(rect, width, height)
+    except InvalidContext as exc:
+        log.info("draft rectangle %r left out of the question's boxes: %s", rect.get("id"), exc)
+        return False
+    return True
+
+
 def _selected_label(items) -> str | None:
     """The label of the last labelled region in the context (what the annotator has selected)."""
     for item in reversed(items):
@@ -83,19 +169,11 @@ def _selected_label(items) -> str | None:
     return None
 
 
-def _labels_with(predictor, target, wanted: str | None, text: str) -> dict[str, str]:
-    labels = predictor.labels_for_text(target, text)
-    for control in target.region_controls:
-        if wanted and control.label(wanted) is not None:
-            labels[control.name] = wanted
-    return labels
-
-
-def predict_interactive(predictor, target, image, items, deadline) -> list[dict]:
+def predict_interactive(predictor, task, target, image, items, deadline) -> list[dict]:
     max_chars = predictor.settings.max_prompt_chars
     item, question = _text_item(items, target.question_areas, max_chars)
     if item is not None:
-        return _answer(predictor, target, image, items, item, question, deadline)
+        return _answer(predictor, task, target, image, items, item, question, deadline)
     item, prompt = _text_item(items, target.prompt_areas, max_chars)
     if item is not None:
         return _typed_prompt(predictor, target, image, items, item, prompt, deadline)
@@ -106,24 +184,22 @@ def predict_interactive(predictor, target, image, items, deadline) -> list[dict]
     return []
 
 
-def _answer(predictor, target, image, items, item, question, deadline) -> list[dict]:
+def _answer(predictor, task, target, image, items, item, question, deadline) -> list[dict]:
     from model.prompts import PromptError
 
-    boxes = [drawn_box_pixels(rect, image.width, image.height) for rect in _rectangles(items)]
+    asked, boxes = question_boxes(question, task, target, items, image.width, image.height)
     try:
-        results = predictor.answer(target, image, question, boxes, deadline)
+        results = predictor.answer(target, image, asked, boxes, deadline)
     except PromptError as exc:
         raise _fail(str(exc)) from None
     return results + [_echo(item, question)]
 
 
 def _typed_prompt(predictor, target, image, items, item, prompt, deadline) -> list[dict]:
-    from backend.phrases import split_label_prefix
-
     all_labels = [label for control in target.region_controls for label in control.labels]
     prefix_label, expression = split_label_prefix(prompt, all_labels)
     wanted = prefix_label.value if prefix_label is not None else _selected_label(items)
-    labels = _labels_with(predictor, target, wanted, expression)
+    labels = labels_for_region(target.region_controls, expression, chosen=wanted, fallback_first=True)
     return predictor.ground_expression(target, image, expression, labels, deadline) + [_echo(item, prompt)]
 
 
@@ -131,7 +207,7 @@ def _drawn_box(predictor, target, image, rect, deadline) -> list[dict]:
     box = drawn_box_pixels(rect, image.width, image.height)
     drawn_labels = result_labels(rect)
     wanted = drawn_labels[0] if drawn_labels else None
-    labels = _labels_with(predictor, target, wanted, wanted or "")
+    labels = labels_for_region(target.region_controls, wanted, chosen=wanted, fallback_first=True)
     text = predictor.call_model(deadline, "describe", image, box) if target.region_areas else None
     needs_mask = any(control.kind != "rectanglelabels" for control in target.region_controls)
     mask, score = None, 1.0  # the annotator's own box

@@ -20,6 +20,20 @@ The stages, first hit wins:
                  Switch off with ``similarity=False``.
 6. ``catch-all`` the control's ``catch_all="true"`` label.
 7. no label: ``match`` returns None; the caller drops the region or keeps it unlabeled.
+
+Who calls it: every workflow gets its labels from :func:`labels_for_region`, which adds the
+annotator's own choice and the fallback a workflow needs on top of :class:`PhraseMatcher`
+(``backend.predictor`` and ``backend.interactive`` have no matching of their own):
+
+* grounded caption / region Q&A: each located phrase (``Region.phrase``), no fallback. A
+  control where the phrase matches no label and that has no catch-all gets no shape for it;
+  the phrase stays in the caption / answer text and the predictor logs it;
+* typed or stored referring expression: the label named as ``"label: expression"``
+  (:func:`split_label_prefix`) or selected in the UI, else the expression's match, else the
+  control's first label (the annotator asked for this region, so it is always drawn);
+* box drawn with the smart tool: its label where a control has it, else that label's text
+  matched to the control's labels, else the control's first label;
+* pre-annotation from labels needs no matching: each label is its own prompt.
 """
 
 from __future__ import annotations
@@ -37,6 +51,7 @@ __all__ = [
     "LabelMatch",
     "PhraseMatcher",
     "labels_for_phrase",
+    "labels_for_region",
     "match_phrase",
     "normalise",
     "singular_candidates",
@@ -226,3 +241,26 @@ def labels_for_phrase(controls: Iterable[RegionControl], phrase: str | None,
         if found is not None:
             matches[control.name] = found
     return matches
+
+
+def labels_for_region(controls: Iterable[RegionControl], phrase: str | None, *, chosen: str | None = None,
+                      fallback_first: bool = False, **options) -> dict[str, str]:
+    """Control name -> label value for one region that ``phrase`` names (module doc: who calls it).
+
+    Per control, first hit wins: ``chosen`` when the control has a label of exactly that value
+    (a label the annotator picked); the :class:`PhraseMatcher` match of ``phrase`` (its
+    catch-all included); with ``fallback_first``, the control's first label that is not a
+    catch-all. A control with none of these is left out: the region is not drawn on it.
+    ``options`` go to PhraseMatcher (``similarity=False`` switches the similarity stage off).
+    """
+    values: dict[str, str] = {}
+    for control in controls:
+        if chosen is not None and control.label(chosen) is not None:
+            values[control.name] = chosen
+            continue
+        found = PhraseMatcher(control.labels, **options).match(phrase)
+        if found is not None:
+            values[control.name] = found.label.value
+        elif fallback_first and control.labels:
+            values[control.name] = (control.prompt_labels or control.labels)[0].value
+    return values

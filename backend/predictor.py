@@ -4,10 +4,14 @@ Pre-annotation (no context): on every Image of the config,
 * each label of each RectangleLabels / PolygonLabels / BrushLabels control is a referring expression
   (its `prompt` attribute, else its value); all of them go to one `ground_many` call so the image is
   encoded once. Every region found becomes a box / polygon(s) / brush mask on the controls having that
-  label, plus a description in the per-region TextArea (DESCRIBE_REGIONS);
+  label, plus a description in the per-region TextArea (DESCRIBE_REGIONS). On an Image with a caption
+  or question TextArea the labels are the categories of the caption's / answer's phrases, so only
+  labels with a `prompt` attribute are grounded on their own;
 * a referring expression stored in the task data under the prompt TextArea's key is grounded too;
-* a caption TextArea gets a grounded caption, a question stored in the task data an answer (regions
-  labelled by phrase matching, the phrase as their per-region text).
+* a caption TextArea gets a grounded caption, a question stored in the task data an answer (echoed
+  into its TextArea). One region per located phrase, labelled by backend.phrases (the phrase's label,
+  else the catch-all label; a phrase with neither is logged and gets no shape but stays in the text),
+  the phrase as its per-region text (docs/workflows.md).
 Interactive calls (params.context) are handled in backend.interactive.
 
 One bad task never sinks a batch: it gets an empty result and its reason is logged. A task the
@@ -25,7 +29,7 @@ from dataclasses import dataclass
 from backend.images import ImageError
 from backend.interactive import context_items_for, predict_interactive
 from backend.labeling import ImageTarget, LabelConfigError, LabelingConfig, parse_label_config
-from backend.phrases import labels_for_phrase
+from backend.phrases import labels_for_region
 from backend.results import PolygonOptions, TextAreaResult, prediction_entry, region_results
 from backend.settings import Settings
 
@@ -229,7 +233,7 @@ class Predictor:
             if not items:
                 return []
             image = self._load_image(task, target, deadline)
-            return predict_interactive(self, target, image, items, deadline)
+            return predict_interactive(self, task, target, image, items, deadline)
         image = self._load_image(task, target, deadline)
         return self._preannotate(task, target, image, deadline)
 
@@ -248,13 +252,18 @@ class Predictor:
                 results += self.ground_expression(target, image, expression, None, deadline)
         if target.caption_areas:
             caption = self.call_model(deadline, "caption", image)
-            results += [TextAreaResult.for_control(area).build(caption.text) for area in target.caption_areas]
-            results += self.phrase_regions(target, image, caption.regions)
+            results += self.texts(target.caption_areas, caption.text)
+            results += self.phrase_regions(target, image, caption.regions, "caption")
         for area in target.question_areas:
             question = self.stored_text(task, area)
             if question:
-                results += self.answer(target, image, question, [], deadline)
+                results += self.texts([area], question) + self.answer(target, image, question, [], deadline)
         return results
+
+    @staticmethod
+    def texts(areas, text: str) -> list[dict]:
+        """`text` in each of these whole-image TextAreas (none for empty text)."""
+        return [TextAreaResult.for_control(area).build(text) for area in areas] if text.strip() else []
 
     def stored_text(self, task, area) -> str:
         """Text kept in the task data for a TextArea (its value="$key", else its name)."""
@@ -267,8 +276,11 @@ class Predictor:
 
     def _ground_labels(self, target: ImageTarget, image, deadline) -> list[dict]:
         labels_by_expression: dict[str, dict[str, str]] = {}
+        phrase_categories = bool(target.caption_areas or target.question_areas)
         for control in target.region_controls:
             for label in control.prompt_labels:
+                if phrase_categories and label.prompt is None:
+                    continue  # a category for caption / answer phrases (module doc)
                 labels_by_expression.setdefault(label.referring_expression, {}).setdefault(control.name, label.value)
         if not labels_by_expression:
             return []
@@ -283,36 +295,36 @@ class Predictor:
     def ground_expression(self, target, image, expression, chosen_labels, deadline) -> list[dict]:
         """Regions of a typed/stored referring expression, labelled `chosen_labels` (control -> label)
         or, when None, by matching the expression to each control's labels (else its first label)."""
-        labels = chosen_labels if chosen_labels is not None else self.labels_for_text(target, expression)
+        labels = chosen_labels
+        if labels is None:
+            labels = labels_for_region(target.region_controls, expression, fallback_first=True)
         regions = self.call_model(deadline, "ground", image, expression)
         results = []
         for region in regions:
             results += self.region_to_results(target, image, region, labels, deadline)
         return results
 
-    @staticmethod
-    def labels_for_text(target: ImageTarget, text: str) -> dict[str, str]:
-        matched = {name: match.label.value for name, match in labels_for_phrase(target.region_controls, text).items()}
-        for control in target.region_controls:
-            if control.name not in matched and control.labels:
-                matched[control.name] = (control.prompt_labels or control.labels)[0].value
-        return matched
-
     def answer(self, target, image, question, boxes, deadline) -> list[dict]:
+        """`question` answered (`boxes`: pixel xyxy, the question's [0], [1]...): the answer TextArea and
+        the regions the answer locates."""
         reply = self.call_model(deadline, "ask", image, question, boxes)
-        results = [TextAreaResult.for_control(area).build(reply.text) for area in target.answer_areas]
-        return results + self.phrase_regions(target, image, reply.regions)
+        return self.texts(target.answer_areas, reply.text) + self.phrase_regions(target, image, reply.regions, "answer")
 
-    def phrase_regions(self, target, image, regions) -> list[dict]:
-        """Regions of a caption/answer: labelled by phrase matching, their phrase as region text."""
+    def phrase_regions(self, target, image, regions, source: str) -> list[dict]:
+        """Regions of a caption/answer, each labelled from its phrase by backend.phrases, its phrase as its
+        per-region text. A control on which the phrase matches no label (and that has no catch-all label)
+        gets no shape for it; the phrase stays in the caption/answer text, and this is logged."""
         results = []
         for region in regions:
             if region.score < self.settings.score_threshold:
                 continue
-            matches = labels_for_phrase(target.region_controls, region.phrase)
-            labels = {name: match.label.value for name, match in matches.items()}
+            labels = labels_for_region(target.region_controls, region.phrase)
+            left_out = [control.name for control in target.region_controls if control.name not in labels]
+            if left_out:
+                log.info("%s phrase %r matches no label of %s and there is no catch_all label: no shape there "
+                         "(the phrase stays in the text)", source, region.phrase, ", ".join(left_out))
             if labels:
-                results += self._shapes(target, image, region, labels, region.phrase)
+                results += self._shapes(target, image, region, labels, region.phrase or None)
         return results
 
     def region_to_results(self, target, image, region, labels, deadline) -> list[dict]:

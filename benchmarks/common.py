@@ -3,6 +3,7 @@ and the peak memory bandwidth of known GPUs."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import tempfile
@@ -130,15 +131,11 @@ def build_in_memory(size: str, device: str, dtype, seed: int = 0) -> tuple[NextC
     raw = nextchat_config(spec, vocab)
     config = NextChatConfig.from_dict(raw)
     torch.manual_seed(seed)
-    previous_dtype = torch.get_default_dtype()
-    torch.set_default_dtype(dtype if dtype.is_floating_point else torch.float32)
-    try:
-        with torch.device(device):
-            model = NextChatModel(config, build_sam(sam_dims(spec)))
-            add_locating_bias(model, sp, added, seed)
-            clip = CLIPVisionModel(_clip_config(spec["clip"]))
-    finally:
-        torch.set_default_dtype(previous_dtype)
+    with _building(device, dtype):
+        model = NextChatModel(config, build_sam(sam_dims(spec)))
+    add_locating_bias(model, sp, added, seed)      # draws on a CPU generator: outside the device context
+    with _building(device, dtype):
+        clip = CLIPVisionModel(_clip_config(spec["clip"]))
     model.to(device=device, dtype=dtype).eval()
     tower = VisionTower(round_through_fp16(clip, dtype).to(device).eval(), config.mm_vision_select_layer)
     image_side = spec["clip"]["image"]
@@ -147,6 +144,18 @@ def build_in_memory(size: str, device: str, dtype, seed: int = 0) -> tuple[NextC
     components = Components(model, tower, tokenizer, clip_preprocess, config, Path(f"random-{size}-in-memory"),
                             Path(f"random-{size}-in-memory/vision_tower"))
     return NextChat(components), f"random {size} model built in memory (locating, seed {seed})"
+
+
+@contextlib.contextmanager
+def _building(device: str, dtype: torch.dtype):
+    """Modules created inside are made on ``device`` in ``dtype`` (no fp32 copy of a 7b model first)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            yield
+    finally:
+        torch.set_default_dtype(previous)
 
 
 def _clip_config(clip: dict) -> CLIPVisionConfig:

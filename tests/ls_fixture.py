@@ -9,7 +9,10 @@ Fixtures (all session-scoped, started only when a test asks for them):
   If Label Studio is not installed the fixture FAILS (never skips): run scripts/install_label_studio.sh.
 * `image_server` -> LoopbackImageServer: a plain http server on 127.0.0.1 serving `.root`
   (CORS open, so the labeling UI can show its images too). `.url_for(path)` gives a file's URL.
-* `nextchat_backend` -> BackendServer: `python -m backend serve` with the tiny fixture checkpoint on
+* `random_tiny_checkpoint` -> Path: `python -m model.random_checkpoint --size tiny` (random weights
+  with the locating bias, so answers contain boxes and masks; the plain fixture weights in
+  shared/fixtures/nextchat-tiny rarely locate anything, which would leave region checks empty).
+* `nextchat_backend` -> BackendServer: `python -m backend serve` with that checkpoint on
   a free 127.0.0.1 port, LABEL_STUDIO_URL set to `label_studio` and LABEL_STUDIO_API_KEY set to the
   personal access token (so image fetches go through the refresh exchange), the image server
   allowed in ALLOWED_IMAGE_HOSTS.
@@ -21,6 +24,8 @@ from __future__ import annotations
 
 import functools
 import http.server
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +33,7 @@ from pathlib import Path
 import pytest
 
 from backend.demo import (
+    REPO_ROOT,
     LabelStudioNotInstalled,
     LabelStudioServer,
     ManagedProcess,
@@ -116,8 +122,17 @@ class BackendServer:
 
 
 @pytest.fixture(scope="session")
-def nextchat_backend(label_studio: LabelStudioServer, image_server, tiny_checkpoint, tiny_vision_tower,
-                     tmp_path_factory):
+def random_tiny_checkpoint(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("checkpoint") / "random-tiny"
+    made = subprocess.run([sys.executable, "-m", "model.random_checkpoint", "--size", "tiny", "--out", str(out)],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    if made.returncode != 0:
+        pytest.fail(f"model.random_checkpoint failed:\n{made.stdout}\n{made.stderr}", pytrace=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def nextchat_backend(label_studio: LabelStudioServer, image_server, random_tiny_checkpoint, tmp_path_factory):
     log_path = tmp_path_factory.mktemp("backend") / "backend.log"
     env = {
         "LABEL_STUDIO_URL": label_studio.url,
@@ -126,8 +141,10 @@ def nextchat_backend(label_studio: LabelStudioServer, image_server, tiny_checkpo
         "LOG_LEVEL": "INFO",
     }
     try:
-        process, url = start_backend(tiny_checkpoint, tiny_vision_tower, free_port(), log_path,
-                                     env_overrides=env, timeout_s=BACKEND_START_TIMEOUT_S)
+        process, url = start_backend(
+            random_tiny_checkpoint, random_tiny_checkpoint / "vision_tower", free_port(), log_path,
+            env_overrides=env, timeout_s=BACKEND_START_TIMEOUT_S,
+        )
     except LabelStudioError as error:
         pytest.fail(f"the backend did not start: {error}", pytrace=False)
     try:

@@ -31,7 +31,9 @@ Task image references (data.image): with --document-root (default: $LOCAL_FILES_
 Studio local-files URL "/data/local-files/?d=<path relative to the root>" (the project needs a Local
 Files storage covering it); otherwise the image's absolute file path.
 
-Output: --out is a Label Studio import file (a JSON array of {"data": {...}, "predictions": [...]}).
+Output: --out is a Label Studio import file (a JSON array of {"data": {...}, "predictions": [...]}); when
+the config was made from --labels it is written beside it as <out>.label_config.xml (paste it into the
+project's Labeling Interface).
 Progress is kept in --state (default <out>.state.jsonl, one line per finished image): a rerun skips
 the images already done; --restart starts over. The labels' regions use the backend's settings
 (SCORE_THRESHOLD, MASK_IOU_THRESHOLD, POLYGON_TOLERANCE, DESCRIBE_REGIONS, MAX_IMAGE_*), which the flags
@@ -107,6 +109,10 @@ def main(argv: list[str] | None = None, env=None) -> int:
         summary = run_job(spec, state_path_for(args), args.out, restart=args.restart,
                           show_progress=not args.no_progress, ray=ray)
         report = summary.as_dict()
+        if args.out and not args.label_config:
+            config_path = Path(args.out + ".label_config.xml")
+            config_path.write_text(spec.label_config, encoding="utf-8")
+            report["label_config"] = str(config_path)
         if args.project is not None:
             report["project"] = upload_to_project(args.project, spec.target().value_key, state_path_for(args),
                                                   spec.fingerprint(), settings.label_studio_url,

@@ -10,6 +10,7 @@ filesystem. Our packages (backend, model) are shipped to the workers with ``py_m
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -38,21 +39,28 @@ class RayLabeler:
 
 
 def connect(address: str):
-    """Use the Ray this process already joined, else join ``address``; ``auto``: a running cluster
-    (RAY_ADDRESS or ``ray start`` on this machine), else a new local Ray."""
+    """Use the Ray this process already joined (started with :func:`runtime_env`, or from the repository
+    root), else join ``address``; ``auto``: a running cluster (RAY_ADDRESS or ``ray start`` on this
+    machine), else a new local Ray."""
     import ray
 
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     if ray.is_initialized():
         return ray
-    runtime_env = {"py_modules": [str(p) for p in PACKAGE_DIRS]}
     if address == "auto":
         try:
-            ray.init(address="auto", runtime_env=runtime_env, include_dashboard=False, log_to_driver=False)
+            ray.init(address="auto", runtime_env=runtime_env(), log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError):
-            ray.init(runtime_env=runtime_env, include_dashboard=False, log_to_driver=False)
+            ray.init(runtime_env=runtime_env(), include_dashboard=False, log_to_driver=False)
     else:
-        ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+        ray.init(address=address, runtime_env=runtime_env(), log_to_driver=False)
     return ray
+
+
+def runtime_env() -> dict:
+    """Ships this checkout's backend and model packages to the workers (pass it to ray.init when
+    starting Ray yourself before calling the job)."""
+    return {"py_modules": [str(p) for p in PACKAGE_DIRS]}
 
 
 def replica_plan(resources: dict, cpus_per_replica: int, replicas: int | None) -> dict:
@@ -72,6 +80,7 @@ def label_on_ray(spec: JobSpec, keys: Iterable[str], options, on_record: Callabl
     pending = list(keys)   # paths only (about 100 bytes each); results are streamed, never collected
     if not pending:
         return
+    ray.data.DataContext.get_current().enable_progress_bars = False
     plan = replica_plan(ray.cluster_resources(), options.cpus_per_replica, options.replicas)
     batch_size = max(1, options.batch_size)
     blocks = min(len(pending), max(plan["replicas"] * 4, math.ceil(len(pending) / (batch_size * 8))))

@@ -287,6 +287,8 @@ def read_regions(result: list, options: ExportOptions, size: tuple[int, int] | N
             parsed.append(read_region(region_id, items, size))
         except RegionSkipped as exc:
             skips.append(Skip(str(exc), region_id))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            skips.append(Skip(f"malformed region value ({type(exc).__name__})", region_id))
     samples, lone_boxes = samples_of(parsed, relations_of(result))
     if options.boxes_as_masks:
         samples += lone_boxes

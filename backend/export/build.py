@@ -176,10 +176,23 @@ def build_entry(context: ExportContext, task: dict, annotation: dict) -> dict:
     return entry
 
 
+def entry_or_skip(context: ExportContext, task: dict, annotation: dict) -> dict:
+    """build_entry, but an annotation too malformed to read becomes an entry with one skip."""
+    try:
+        return build_entry(context, task, annotation)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        log.warning("annotation %s unreadable: %s", annotation.get("id"), type(exc).__name__)
+        reason = f"annotation unreadable ({type(exc).__name__})"
+        return {"annotation_id": int(annotation["id"]), "task_id": task.get("id"),
+                "project_id": annotation.get("project", task.get("project")),
+                "updated_at": annotation.get("updated_at"), "records": [],
+                "skipped": [Skip(reason, None, int(annotation["id"]), task.get("id")).as_dict()]}
+
+
 def task_annotations(task: dict):
     """(task, annotation) pairs of one exported task; drafts and bare predictions are not annotations."""
     for annotation in task.get("annotations") or []:
-        if isinstance(annotation, dict) and annotation.get("id") is not None:
+        if isinstance(annotation, dict) and str(annotation.get("id", "")).isdigit():
             yield annotation
 
 
@@ -194,7 +207,7 @@ def export_tasks(context: ExportContext, tasks: list, *, sync: bool = True) -> d
     seen, projects = set(), set()
     for task in tasks:
         for annotation in task_annotations(task):
-            entry = build_entry(context, task, annotation)
+            entry = entry_or_skip(context, task, annotation)
             store.put_entry(entry)
             seen.add(entry["annotation_id"])
             projects.add(entry["project_id"])

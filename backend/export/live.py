@@ -24,7 +24,7 @@ import time
 from datetime import datetime
 
 from backend.export.annotations import ExportOptions
-from backend.export.build import ExportContext, LabelConfigInfo, build_entry
+from backend.export.build import ExportContext, LabelConfigInfo, entry_or_skip
 from backend.export.sources import LoaderFetcher
 from backend.export.store import Stage3Store
 
@@ -181,4 +181,4 @@ class LiveExporter:
             if not isinstance(task, dict):
                 log.warning("stage-3 live export: annotation %s came without its task", annotation_id)
                 continue
-            self.store.put_entry(build_entry(context, task, annotation))
+            self.store.put_entry(entry_or_skip(context, task, annotation))

@@ -93,7 +93,8 @@ def annotation_results() -> dict:
     return {
         "street": [
             rect_item("r-cat", (11, 10, 47.5, 62.5), label="cat", **size),
-            text_item("r-cat", ["the tabby cat under the table"], {"x": 11, "y": 10, "width": 47.5, "height": 62.5}, **size),
+            text_item("r-cat", ["the tabby cat under the table"],
+                      {"x": 11, "y": 10, "width": 47.5, "height": 62.5}, **size),
             polygon_item("p-body", CAT_BODY, label="cat", **size),
             polygon_item("p-tail", CAT_TAIL, label="cat", **size),
             brush_item("b-dog", dog_mask(), label="dog"),
@@ -101,7 +102,9 @@ def annotation_results() -> dict:
             polygon_item("p-cat2", SECOND_CAT, label="cat", **size),
             rect_item("r-lone", (2, 80, 10, 15), label="dog", **size),
         ],
-        "phone": [polygon_item("p-phone", PHONE_FIRST, label="dog", **size), text_item("p-phone", [FIRST_TEXT], **size)],
+        "phone": [
+            polygon_item("p-phone", PHONE_FIRST, label="dog", **size), text_item("p-phone", [FIRST_TEXT], **size),
+        ],
         "phone-updated": [
             polygon_item("p-phone", PHONE_UPDATED, label="dog", **size), text_item("p-phone", [UPDATED_TEXT], **size),
         ],

@@ -191,3 +191,15 @@ def test_region_on_an_image_rotated_in_the_editor_is_skipped():
     item["image_rotation"] = 90
     regions, skips = read_regions([item], ExportOptions())
     assert regions == [] and "image_rotation=90" in skips[0].reason
+
+
+def test_malformed_values_are_skipped_not_raised():
+    result = [
+        polygon_item("p1", [("a", "b"), (1, 2), (3, 4)]),
+        {**rect_item("r1", (1, 2, 3, 4)), "value": {"x": "left", "rectanglelabels": ["cat"]}},
+        {**brush_item("b1", np.ones((4, 4), bool)), "value": {"format": "rle", "rle": [1, 2, 3], "brushlabels": []}},
+        polygon_item("ok", SQUARE),
+    ]
+    regions, skips = read_regions(result, ExportOptions(boxes_as_masks=True))
+    assert [r.region_id for r in regions] == ["ok"]
+    assert set(reasons(skips)) == {"p1", "r1", "b1"}

@@ -114,10 +114,12 @@ def test_exif_rotated_image_is_stored_as_shown(export_setup):
 def test_stored_image_of_another_size_is_rescaled_to_the_shown_size(tmp_path):
     (tmp_path / "img").mkdir()
     (tmp_path / "img" / "big.png").write_bytes(image_bytes(1280, 960, seed=3))
-    tasks = [task(7, "/data/local-files/?d=big.png", [annotation(70, 7, [polygon_item("p", POLY, width=640, height=480)])])]
+    result = [polygon_item("p", POLY, width=640, height=480)]
+    tasks = [task(7, "/data/local-files/?d=big.png", [annotation(70, 7, result)])]
     (tmp_path / "e.json").write_text(json.dumps(tasks))
     out = tmp_path / "out"
-    assert main_export(["--from-json", str(tmp_path / "e.json"), "--images", str(tmp_path / "img"), "--out", str(out)]) == 0
+    argv = ["--from-json", str(tmp_path / "e.json"), "--images", str(tmp_path / "img"), "--out", str(out)]
+    assert main_export(argv) == 0
     (record,) = read_records(out)
     assert (record["width"], record["height"]) == (640, 480)
     with Image.open(out / "images" / record["img_path"]) as stored:
@@ -158,7 +160,8 @@ def test_missing_image_is_a_reported_skip(export_setup):
 ])
 def test_bad_export_file_is_one_line_error(tmp_path, capsys, content, message):
     (tmp_path / "e.json").write_text(content)
-    code = main_export(["--from-json", str(tmp_path / "e.json"), "--images", str(tmp_path), "--out", str(tmp_path / "o")])
+    argv = ["--from-json", str(tmp_path / "e.json"), "--images", str(tmp_path), "--out", str(tmp_path / "o")]
+    code = main_export(argv)
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err and err.count("\n") == 1
 
@@ -167,3 +170,35 @@ def test_from_json_without_images_is_an_error(tmp_path, capsys):
     (tmp_path / "e.json").write_text("[]")
     assert main_export(["--from-json", str(tmp_path / "e.json"), "--out", str(tmp_path / "o")]) == 2
     assert "--images" in capsys.readouterr().err
+
+
+def test_commands_through_python_m_backend(export_setup):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    argv = ["--from-json", str(export_setup["json"]), "--images", str(export_setup["media"]),
+            "--out", str(export_setup["out"])]
+    done = subprocess.run([sys.executable, "-m", "backend", "export", *argv], cwd=repo,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "3 records" in done.stdout
+    done = subprocess.run([sys.executable, "-m", "backend", "check-stage3", str(export_setup["out"])],
+                          cwd=repo, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip().endswith("OK"), done.stdout + done.stderr
+
+
+def test_malformed_tasks_are_reported_not_fatal(tmp_path, capsys):
+    garbage = {"id": "x", "type": "polygonlabels", "original_width": 10, "original_height": 10,
+               "value": {"points": "zz", "polygonlabels": ["cat"]}}
+    tasks = [
+        {"id": 1, "data": None, "annotations": [annotation(1, 1, [polygon_item("p", POLY)])]},
+        {"id": 2, "data": {"image": "a.png"}, "annotations": [annotation(2, 2, [garbage]), {"id": None}, "junk"]},
+    ]
+    (tmp_path / "e.json").write_text(json.dumps(tasks))
+    argv = ["--from-json", str(tmp_path / "e.json"), "--images", str(tmp_path), "--out", str(tmp_path / "o")]
+    assert main_export(argv) == 0
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["records"] == 0 and report["skipped"] == 2
+    assert main_check([str(tmp_path / "o")]) == 0

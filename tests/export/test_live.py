@@ -156,5 +156,8 @@ def test_backend_webhook_queues_and_answers_at_once(tmp_path):
         assert exporter.flush(30)
         (record,) = read_records(tmp_path / "s")
         assert record["expressions"] == ["a cat"]
+        reply = client.post("/webhook", json={"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 100}]})
+        assert reply.status_code in (200, 201) and exporter.flush(30)
+        assert read_records(tmp_path / "s") == []
     finally:
         exporter.close()
