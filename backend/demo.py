@@ -249,6 +249,14 @@ def create_demo_projects(ls: LabelStudioClient, backend_url: str, files_root: Pa
     return projects
 
 
+def reconnect_projects(ls: LabelStudioClient, projects: list[dict], backend_url: str) -> None:
+    for project in projects:
+        for ml_backend in ls.list_ml_backends(project["id"]):
+            if ml_backend["url"] != backend_url:
+                ls.update_ml_backend(ml_backend, url=backend_url)
+    print(f"  reusing {len(projects)} projects from an earlier run", flush=True)
+
+
 # ---- the command ---------------------------------------------------------------------------------
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m backend demo", description=__doc__.split("\n\n")[0])
@@ -292,8 +300,8 @@ def load_login(workdir: Path) -> dict:
     return login
 
 
-def print_banner(server: LabelStudioServer, backend_url: str, first_project: dict | None) -> None:
-    where = f"{server.url}/projects/{first_project['id']}/data" if first_project else f"{server.url}/projects/"
+def print_banner(server: LabelStudioServer, backend_url: str, first_project: dict) -> None:
+    where = f"{server.url}/projects/{first_project['id']}/data"
     print(f"""
 Label Studio {LABEL_STUDIO_VERSION}: {where}
   login:    {server.username}
@@ -307,8 +315,19 @@ predictions run `python -m backend serve --checkpoint AoZhang/nextchat-7b-336 ..
 Press Ctrl-C to stop Label Studio and the backend.""", flush=True)
 
 
+def stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM both end the demo through its `finally` (which stops LS and the backend);
+    SIGINT is re-armed because a shell's background job starts with it ignored."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def run_demo(args: argparse.Namespace) -> int:
     find_label_studio()
+    stop_on_signals()
     ls_port, backend_port = pick_port(args.ls_port, "ls"), pick_port(args.backend_port, "backend")
     checkpoint, vision_tower = ensure_checkpoint(args)
     login = load_login(args.workdir)
@@ -324,9 +343,12 @@ def run_demo(args: argparse.Namespace) -> int:
             env_overrides={"LABEL_STUDIO_URL": server.url, "LABEL_STUDIO_API_KEY": server.api_key},
         )
         ls = server.client()
-        existing = ls.request_json("GET", "/api/projects/", params={"page_size": 1}).get("count", 0)
-        projects = [] if existing else create_demo_projects(ls, backend_url, files_root, args.workdir / "uploads")
-        print_banner(server, backend_url, projects[0] if projects else None)
+        projects = sorted(ls.list_projects(), key=lambda project: project["id"])
+        if projects:  # a second run on the same workdir: point the projects at this run's backend
+            reconnect_projects(ls, projects, backend_url)
+        else:
+            projects = create_demo_projects(ls, backend_url, files_root, args.workdir / "uploads")
+        print_banner(server, backend_url, projects[0])
         while server.process.alive() and backend.alive():
             time.sleep(1)
         print("a process exited; see the logs in", args.workdir, file=sys.stderr)

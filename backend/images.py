@@ -188,7 +188,7 @@ class ImageLoader:
                 raise ImageError("URL without a host")
             port = self._port(parts)
             addresses = self._checked_addresses(parts.hostname.lower(), port)
-            headers = {"User-Agent": "nextchat-ls", "Accept": "image/*"}
+            headers = {"User-Agent": "nextchat-ls", "Accept": "image/*,*/*;q=0.8"}
             if self._is_label_studio(parts):
                 try:
                     headers.update(self._credentials.headers())

@@ -212,6 +212,15 @@ class LabelStudioClient:
     def list_ml_backends(self, project_id: int) -> list[dict]:
         return self.request_json("GET", "/api/ml/", params={"project": project_id})
 
+    def update_ml_backend(self, ml_backend: dict, **changes) -> dict:
+        """PATCH an ML backend record; LS 1.23 needs project, url and title in every PATCH (else HTTP 500)."""
+        body = {key: ml_backend[key] for key in ("project", "url", "title")}
+        body.update(changes)
+        return self.request_json("PATCH", f"/api/ml/{ml_backend['id']}", json=body)
+
+    def list_projects(self) -> list[dict]:
+        return self.request_json("GET", "/api/projects/", params={"page_size": 1000})["results"]
+
     def retrieve_predictions(self, project_id: int, task_ids: list[int] | None = None,
                              timeout: float = 600.0) -> dict:
         """The Data Manager action "Retrieve predictions" (synchronous: returns after the backend answered,

@@ -1,0 +1,170 @@
+#!/usr/bin/env python
+"""Screenshots of Label Studio tasks with the backend's predictions rendered (headless Chromium).
+
+    .venv/bin/python scripts/screenshot.py [--out docs/screenshots] [--configs brush region_qa ...]
+
+By default it starts its own Label Studio 1.23.2 (from .venv-ls) and backend (a random tiny
+checkpoint, so the predictions are meaningless but shaped right) on free loopback ports, creates one
+project per config with a generated image, retrieves predictions, then logs in with Chromium, opens
+each task, selects its first predicted region and saves docs/screenshots/<config>.png.
+Everything it started is stopped at the end.
+
+Against a Label Studio that is already running:
+
+    .venv/bin/python scripts/screenshot.py --url http://127.0.0.1:8080 --username U --password P \\
+        --project 3 --task 5 --name my-task
+
+Needs: Debian's chromium (`apt-get install -y chromium`) and the Python package `playwright`
+(`.venv/bin/pip install playwright`; no browser download: it drives /usr/bin/chromium).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from backend.demo import (  # noqa: E402 - after the sys.path line above
+    LABEL_CONFIG_DIR,
+    draw_sample_image,
+    free_port,
+    start_backend,
+    start_label_studio,
+)
+
+DEFAULT_CONFIGS = ("region_descriptions", "brush", "region_qa", "grounded_caption")
+# as the machine notes say: without the background-networking flags Chromium keeps trying closed hosts
+CHROMIUM_ARGS = [
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+]
+REGION_SELECTOR = ".lsf-outliner-item"
+PAGE_TIMEOUT_MS = 90_000
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "screenshots")
+    parser.add_argument("--configs", nargs="+", default=list(DEFAULT_CONFIGS),
+                        help="label_config/<name>.xml to shoot (own Label Studio mode)")
+    parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser.add_argument("--url", help="an existing Label Studio (then --username --password --project --task)")
+    parser.add_argument("--username")
+    parser.add_argument("--password")
+    parser.add_argument("--project", type=int)
+    parser.add_argument("--task", type=int)
+    parser.add_argument("--name", default="task", help="file name (without .png) in existing-LS mode")
+    return parser.parse_args(argv)
+
+
+def log_in(page, url: str, username: str, password: str) -> None:
+    page.goto(f"{url}/user/login", wait_until="domcontentloaded")
+    page.fill('input[name="email"]', username)
+    page.fill('input[name="password"]', password)
+    page.click('button[type="submit"]')
+    page.wait_for_url(lambda current: "/user/login" not in current, timeout=PAGE_TIMEOUT_MS, wait_until="commit")
+
+
+def shoot_task(page, url: str, project_id: int, task_id: int, out_path: Path) -> int:
+    """Open a task in the labeling UI, wait until its predicted regions are listed, select the first one
+    (so its details show), save the screenshot; returns how many regions the UI lists."""
+    page.goto(f"{url}/projects/{project_id}/data?task={task_id}", wait_until="domcontentloaded")
+    page.wait_for_selector(REGION_SELECTOR, timeout=PAGE_TIMEOUT_MS)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('img')].every(img => img.complete)", timeout=PAGE_TIMEOUT_MS)
+    regions = page.locator(REGION_SELECTOR)
+    count = regions.count()
+    regions.first.click()
+    time.sleep(2)  # let the canvas redraw with the selection
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(out_path), timeout=PAGE_TIMEOUT_MS)
+    return count
+
+
+def open_browser(playwright, chromium: str):
+    if not Path(chromium).exists():
+        raise SystemExit(f"error: no Chromium at {chromium}: apt-get install -y chromium")
+    browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    page.set_default_timeout(PAGE_TIMEOUT_MS)
+    return browser, page
+
+
+def make_projects(ls, configs: list[str], backend_url: str, work: Path) -> list[tuple[str, int, int]]:
+    """One project per config with one uploaded image and the backend's prediction; (name, project, task)."""
+    shots = []
+    for index, name in enumerate(configs):
+        config_path = LABEL_CONFIG_DIR / f"{name}.xml"
+        image = draw_sample_image(work / f"{name}.png", (640, 480), seed=index)
+        project = ls.create_project(f"NExT-Chat: {name}", config_path.read_text())
+        (task_id,) = ls.upload_files(project["id"], [image])
+        ls.connect_ml_backend(project["id"], backend_url, title="NExT-Chat (random tiny weights)")
+        ls.retrieve_predictions(project["id"])
+        stored = ls.list_predictions(task_id=task_id)
+        if not stored or not stored[0]["result"]:
+            raise SystemExit(f"error: no prediction stored for {name}; see the backend log in {work}")
+        shots.append((name, project["id"], task_id))
+    return shots
+
+
+def own_label_studio(args: argparse.Namespace, sync_playwright) -> int:
+    with tempfile.TemporaryDirectory(prefix="nextchat-screenshot-") as tmp:
+        work = Path(tmp)
+        checkpoint = work / "checkpoint"
+        subprocess.run([sys.executable, "-m", "model.random_checkpoint", "--size", "tiny", "--out", str(checkpoint)],
+                       cwd=REPO_ROOT, check=True, capture_output=True)
+        server = start_label_studio(work / "ls-data", work / "files", free_port(), username="shots@example.com")
+        backend = None
+        try:
+            backend, backend_url = start_backend(
+                checkpoint, checkpoint / "vision_tower", free_port(), work / "backend.log",
+                env_overrides={"LABEL_STUDIO_URL": server.url, "LABEL_STUDIO_API_KEY": server.api_key})
+            shots = make_projects(server.client(), args.configs, backend_url, work)
+            with sync_playwright() as playwright:
+                browser, page = open_browser(playwright, args.chromium)
+                log_in(page, server.url, server.username, server.password)
+                for name, project_id, task_id in shots:
+                    out_path = args.out / f"{name}.png"
+                    count = shoot_task(page, server.url, project_id, task_id, out_path)
+                    print(f"{out_path}: {count} regions listed")
+                browser.close()
+        finally:
+            if backend is not None:
+                backend.stop()
+            server.stop()
+    return 0
+
+
+def existing_label_studio(args: argparse.Namespace, sync_playwright) -> int:
+    missing = [flag for flag in ("username", "password", "project", "task") if getattr(args, flag) is None]
+    if missing:
+        raise SystemExit(f"error: with --url also pass {', '.join('--' + m for m in missing)}")
+    with sync_playwright() as playwright:
+        browser, page = open_browser(playwright, args.chromium)
+        log_in(page, args.url.rstrip("/"), args.username, args.password)
+        out_path = args.out / f"{args.name}.png"
+        count = shoot_task(page, args.url.rstrip("/"), args.project, args.task, out_path)
+        print(f"{out_path}: {count} regions listed")
+        browser.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        raise SystemExit("error: `.venv/bin/pip install playwright` first (it uses Debian's chromium)") from None
+    if args.url:
+        return existing_label_studio(args, sync_playwright)
+    return own_label_studio(args, sync_playwright)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
