@@ -80,6 +80,16 @@ class RegionControl:
     to_name: str
     labels: tuple[Label, ...]
     smart: bool = True
+    # Phrase -> label matching stages (backend/phrases.py), from the control's attributes
+    # matchContains="false", matchSimilarity="false", minSimilarity="0.9".
+    match_contains: bool = True
+    match_similarity: bool = True
+    min_similarity: float = 0.8
+
+    @property
+    def match_options(self) -> dict:
+        return {"contains": self.match_contains, "similarity": self.match_similarity,
+                "min_similarity": self.min_similarity}
 
     def label(self, value: str) -> Label | None:
         """The Label with exactly this value, or None."""
@@ -327,7 +337,23 @@ def _attach_region_control(kind, tag, name, element, attrs, targets, skipped) ->
     for draft in targets:
         draft.region_controls.append(RegionControl(
             name=name, kind=kind, to_name=draft.name, labels=labels,
-            smart=_is_true(attrs.get("smart"), default=True)))
+            smart=_is_true(attrs.get("smart"), default=True),
+            match_contains=_is_true(attrs.get("matchcontains"), default=True),
+            match_similarity=_is_true(attrs.get("matchsimilarity"), default=True),
+            min_similarity=_min_similarity(attrs.get("minsimilarity"), name, skipped)))
+
+
+def _min_similarity(text, name, skipped) -> float:
+    if text is None:
+        return 0.8
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 < value <= 1.0:
+        skipped.append(Skipped("minSimilarity", name, f"minSimilarity={text!r} is not in (0, 1]; using 0.8"))
+        return 0.8
+    return value
 
 
 def _attach_textarea(name, attrs, targets, skipped) -> None:

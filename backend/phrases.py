@@ -237,7 +237,7 @@ def labels_for_phrase(controls: Iterable[RegionControl], phrase: str | None,
     """
     matches = {}
     for control in controls:
-        found = PhraseMatcher(control.labels, **options).match(phrase)
+        found = PhraseMatcher(control.labels, **{**control.match_options, **options}).match(phrase)
         if found is not None:
             matches[control.name] = found
     return matches
@@ -251,14 +251,15 @@ def labels_for_region(controls: Iterable[RegionControl], phrase: str | None, *, 
     (a label the annotator picked); the :class:`PhraseMatcher` match of ``phrase`` (its
     catch-all included); with ``fallback_first``, the control's first label that is not a
     catch-all. A control with none of these is left out: the region is not drawn on it.
-    ``options`` go to PhraseMatcher (``similarity=False`` switches the similarity stage off).
+    ``options`` go to PhraseMatcher over the control's own ``match_options`` (its ``matchContains``,
+    ``matchSimilarity``, ``minSimilarity`` attributes; ``similarity=False`` switches that stage off).
     """
     values: dict[str, str] = {}
     for control in controls:
         if chosen is not None and control.label(chosen) is not None:
             values[control.name] = chosen
             continue
-        found = PhraseMatcher(control.labels, **options).match(phrase)
+        found = PhraseMatcher(control.labels, **{**control.match_options, **options}).match(phrase)
         if found is not None:
             values[control.name] = found.label.value
         elif fallback_first and control.labels:

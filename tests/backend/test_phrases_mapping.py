@@ -193,3 +193,16 @@ def test_drawn_box_keeps_its_label_and_maps_it_where_missing(recording):
     assert recording.phrases == [] and shape_labels(result) == {"person"}  # both controls have "person"
     result = predict("region_descriptions.xml", context=drawn_box_context(label="region"))
     assert shape_labels(result) == {"region"}
+
+
+def test_similarity_switch_from_the_config():
+    from backend.labeling import parse_label_config
+    from backend.phrases import labels_for_region
+
+    xml = """<View><Image name="image" value="$image"/>
+      <RectangleLabels name="on" toName="image"><Label value="bicycle"/></RectangleLabels>
+      <RectangleLabels name="off" toName="image" matchSimilarity="false"><Label value="bicycle"/></RectangleLabels>
+      <RectangleLabels name="strict" toName="image" minSimilarity="0.99"><Label value="bicycle"/></RectangleLabels>
+    </View>"""
+    controls = parse_label_config(xml).targets[0].region_controls
+    assert labels_for_region(controls, "bicycel") == {"on": "bicycle"}
