@@ -399,7 +399,7 @@ def test_gunicorn_serve_loads_once_and_caps_chunked_bodies(tiny_checkpoint, tiny
                str(tiny_vision_tower), "--host", "127.0.0.1", "--port", str(port), "--log-level", "DEBUG"]
     server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180
         while True:
             assert server.poll() is None and time.monotonic() < deadline, "server did not become ready"
             try:
