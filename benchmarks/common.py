@@ -77,7 +77,7 @@ def synchronize(device: torch.device) -> None:
 
 
 def time_call(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 1) -> dict:
-    """Median (and all) wall seconds of ``fn`` over ``repeats`` runs after ``warmup`` runs;
+    """Median, minimum and all wall seconds of ``fn`` over ``repeats`` runs after ``warmup`` runs;
     the device is synchronised around each run so queued GPU work is counted."""
     for _ in range(warmup):
         fn()
@@ -88,7 +88,7 @@ def time_call(fn: Callable[[], object], device: torch.device, repeats: int, warm
         fn()
         synchronize(device)
         seconds.append(time.perf_counter() - start)
-    return {"median_s": statistics.median(seconds), "runs_s": [round(s, 6) for s in seconds]}
+    return {"median_s": statistics.median(seconds), "min_s": min(seconds), "runs_s": [round(s, 6) for s in seconds]}
 
 
 def noise_image(width: int, height: int, seed: int = 0) -> Image.Image:

@@ -72,13 +72,13 @@ def mode_timings(nc: NextChat, image, label_lists: dict[int, list[str]], max_new
                                nc.device, repeats, warmup)
             timing["regions"] = last[-1]
             per_n[str(n)] = timing
-        out[mode] = {"seconds_per_image": per_n, "ratios": ratios(per_n)}
+        out[mode] = {"seconds_per_image": per_n, "ratios": ratios(per_n), "ratios_of_min": ratios(per_n, "min_s")}
     return out
 
 
-def ratios(per_n: dict) -> dict:
+def ratios(per_n: dict, statistic: str = "median_s") -> dict:
     """Seconds for N labels over seconds for 1 label, for every N measured."""
     if "1" not in per_n:
         return {}
-    one = per_n["1"]["median_s"]
-    return {f"{n}/1": round(t["median_s"] / one, 3) for n, t in per_n.items() if n != "1"}
+    one = per_n["1"][statistic]
+    return {f"{n}/1": round(t[statistic] / one, 3) for n, t in per_n.items() if n != "1"}

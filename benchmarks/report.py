@@ -24,12 +24,15 @@ def components_table(components: dict) -> str:
 def modes_table(modes: dict) -> str:
     counts = sorted({int(n) for mode in modes.values() for n in mode["seconds_per_image"]})
     ratio_keys = [f"{n}/1" for n in counts if n in (8, 16)]
-    header = ["mode", *[f"{n} label{'s' if n > 1 else ''} (s)" for n in counts], *ratio_keys]
+    header = ["mode", *[f"{n} label{'s' if n > 1 else ''} (s)" for n in counts], *ratio_keys,
+              *[f"{k} (min)" for k in ratio_keys]]
     rows = []
     for name, mode in modes.items():
         seconds = mode["seconds_per_image"]
         rows.append([name, *[f"{seconds[str(n)]['median_s']:.3f}" if str(n) in seconds else "-" for n in counts],
-                     *[f"{mode['ratios'][k]:.2f}x" if k in mode["ratios"] else "-" for k in ratio_keys]])
+                     *[f"{mode['ratios'][k]:.2f}x" if k in mode["ratios"] else "-" for k in ratio_keys],
+                     *[f"{mode['ratios_of_min'][k]:.2f}x" if k in mode["ratios_of_min"] else "-"
+                       for k in ratio_keys]])
     return _table(header, rows)
 
 
@@ -50,7 +53,7 @@ def render_table(report: dict) -> str:
     env = report["environment"]
     parts = [f"NExT-Chat benchmark: {report['model']}; {env['device']} {env['dtype']}, {env['threads']} threads, "
              f"image {env['image_size'][0]}x{env['image_size'][1]}, max_new_tokens {env['max_new_tokens']}, "
-             f"median of {env['repeats']} after {env['warmup']} warm-up"]
+             f"median of {env['repeats']} after {env['warmup']} warm-up (ratios also of the fastest runs)"]
     if "components" in report:
         parts.append(components_table(report["components"]))
     parts.append(modes_table(report["modes"]))

@@ -38,7 +38,9 @@ from backend.demo import (  # noqa: E402 - after the sys.path line above
     start_label_studio,
 )
 
-DEFAULT_CONFIGS = ("region_descriptions", "brush", "region_qa", "grounded_caption")
+# configs whose random-model predictions the UI renders quickly (a random mask's outline can split into
+# thousands of polygons, which Label Studio's canvas draws very slowly)
+DEFAULT_CONFIGS = ("region_descriptions", "brush", "region_qa")
 # as the machine notes say: without the background-networking flags Chromium keeps trying closed hosts
 CHROMIUM_ARGS = [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -75,7 +77,7 @@ def shoot_task(page, url: str, project_id: int, task_id: int, out_path: Path) ->
     """Open a task in the labeling UI, wait until its predicted regions are listed, select the first one
     (so its details show), save the screenshot; returns how many regions the UI lists."""
     page.goto(f"{url}/projects/{project_id}/data?task={task_id}", wait_until="domcontentloaded")
-    page.wait_for_selector(REGION_SELECTOR, timeout=PAGE_TIMEOUT_MS)
+    page.wait_for_selector(REGION_SELECTOR, state="attached", timeout=PAGE_TIMEOUT_MS)
     page.wait_for_function(
         "() => [...document.querySelectorAll('img')].every(img => img.complete)", timeout=PAGE_TIMEOUT_MS)
     regions = page.locator(REGION_SELECTOR)
@@ -129,16 +131,27 @@ def own_label_studio(args: argparse.Namespace, sync_playwright) -> int:
             with sync_playwright() as playwright:
                 browser, page = open_browser(playwright, args.chromium)
                 log_in(page, server.url, server.username, server.password)
+                failures = 0
                 for name, project_id, task_id in shots:
-                    out_path = args.out / f"{name}.png"
-                    count = shoot_task(page, server.url, project_id, task_id, out_path)
-                    print(f"{out_path}: {count} regions listed")
+                    failures += not shoot_and_report(page, server.url, project_id, task_id, args.out / f"{name}.png")
                 browser.close()
         finally:
             if backend is not None:
                 backend.stop()
             server.stop()
-    return 0
+    return 1 if failures else 0
+
+
+def shoot_and_report(page, url: str, project_id: int, task_id: int, out_path: Path) -> bool:
+    from playwright.sync_api import Error as PlaywrightError
+
+    try:
+        count = shoot_task(page, url, project_id, task_id, out_path)
+    except PlaywrightError as error:
+        print(f"{out_path}: FAILED: {str(error).splitlines()[0]}", file=sys.stderr)
+        return False
+    print(f"{out_path}: {count} regions listed")
+    return True
 
 
 def existing_label_studio(args: argparse.Namespace, sync_playwright) -> int:
@@ -148,11 +161,9 @@ def existing_label_studio(args: argparse.Namespace, sync_playwright) -> int:
     with sync_playwright() as playwright:
         browser, page = open_browser(playwright, args.chromium)
         log_in(page, args.url.rstrip("/"), args.username, args.password)
-        out_path = args.out / f"{args.name}.png"
-        count = shoot_task(page, args.url.rstrip("/"), args.project, args.task, out_path)
-        print(f"{out_path}: {count} regions listed")
+        shot = shoot_and_report(page, args.url.rstrip("/"), args.project, args.task, args.out / f"{args.name}.png")
         browser.close()
-    return 0
+    return 0 if shot else 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -90,6 +90,12 @@ def label_on_ray(spec: JobSpec, keys: Iterable[str], options, on_record: Callabl
         compute=ray.data.ActorPoolStrategy(size=plan["replicas"]), num_cpus=plan["num_cpus"],
         num_gpus=plan["num_gpus"], batch_format="default")
     del pending
-    for row in labelled.iter_rows():
-        line = str(row["line"])
-        on_record(json.loads(line), line)
+    try:
+        for row in labelled.iter_rows():
+            line = str(row["line"])
+            on_record(json.loads(line), line)
+    except Exception as exc:  # noqa: BLE001 - a replica died (model load, GPU memory): one line, rerun resumes
+        from backend.predictor import ModelUnavailable
+
+        reason = " ".join(str(exc).split())[:300]
+        raise ModelUnavailable(f"the Ray job failed: {type(exc).__name__}: {reason}") from None
