@@ -193,6 +193,10 @@ class LabelStudioClient:
             project=project_id, path=str(folder), title=title, use_blob_urls=True,
         )
 
+    def update_task_data(self, task_id: int, data: dict) -> dict:
+        """Replace a task's `data` (e.g. add a prompt to an uploaded image's task)."""
+        return self.request_json("PATCH", f"/api/tasks/{task_id}", json={"data": data})
+
     def list_tasks(self, project_id: int) -> list[dict]:
         return [as_plain_dict(task) for task in self.sdk.tasks.list(project=project_id, fields="all")]
 

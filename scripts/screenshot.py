@@ -47,6 +47,7 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
 ]
 REGION_SELECTOR = ".lsf-outliner-item"
+TEXT_INPUTS = {"prompt": "the red car", "question": "what is next to the red car?"}
 PAGE_TIMEOUT_MS = 90_000
 
 
@@ -106,6 +107,10 @@ def make_projects(ls, configs: list[str], backend_url: str, work: Path) -> list[
         image = draw_sample_image(work / f"{name}.png", (640, 480), seed=index)
         project = ls.create_project(f"NExT-Chat: {name}", config_path.read_text())
         (task_id,) = ls.upload_files(project["id"], [image])
+        texts = {key: text for key, text in TEXT_INPUTS.items() if f'name="{key}"' in config_path.read_text()}
+        if texts:  # the prompt-driven configs read their prompt/question from the task data
+            (task,) = [task for task in ls.list_tasks(project["id"]) if task["id"] == task_id]
+            ls.update_task_data(task_id, {**task["data"], **texts})
         ls.connect_ml_backend(project["id"], backend_url, title="NExT-Chat (random tiny weights)")
         ls.retrieve_predictions(project["id"])
         stored = ls.list_predictions(task_id=task_id)
