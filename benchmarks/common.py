@@ -19,7 +19,7 @@ from transformers import CLIPVisionConfig, CLIPVisionModel
 
 from model import NextChat
 from model.builder import Components, parse_dtype
-from model.modeling import NextChatConfig, NextChatModel, VisionTower, round_through_fp16
+from model.modeling import NextChatConfig, NextChatModel, VisionTower, keep_sam_heads_fp32, round_through_fp16
 from model.processing import ClipPreprocessConfig
 from model.random_checkpoint import (
     CLIP_MEAN,
@@ -41,11 +41,11 @@ EXPRESSIONS = ("person", "car", "dog", "traffic light", "the red car on the left
 
 # Peak memory bandwidth (bytes/s) by a substring of torch.cuda.get_device_name(); first match wins.
 GPU_PEAK_BANDWIDTH = (
+    ("GH200", 4.0e12),           # before "H200", which it contains
     ("H200", 4.8e12),
     ("H100 NVL", 3.9e12),
     ("H100 PCIe", 2.0e12),
     ("H100", 3.35e12),           # SXM
-    ("GH200", 4.0e12),
     ("A100-SXM4-80GB", 2.039e12),
     ("A100 80GB PCIe", 1.935e12),
     ("A100-PCIE-40GB", 1.555e12),
@@ -137,6 +137,7 @@ def build_in_memory(size: str, device: str, dtype, seed: int = 0) -> tuple[NextC
     with _building(device, dtype):
         clip = CLIPVisionModel(_clip_config(spec["clip"]))
     model.to(device=device, dtype=dtype).eval()
+    keep_sam_heads_fp32(model)
     tower = VisionTower(round_through_fp16(clip, dtype).to(device).eval(), config.mm_vision_select_layer)
     image_side = spec["clip"]["image"]
     clip_preprocess = ClipPreprocessConfig(shortest_edge=image_side, crop_height=image_side, crop_width=image_side,

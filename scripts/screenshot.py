@@ -48,7 +48,7 @@ CHROMIUM_ARGS = [
 ]
 REGION_SELECTOR = ".lsf-outliner-item"
 TEXT_INPUTS = {"prompt": "the red car", "question": "what is next to the red car?"}
-PAGE_TIMEOUT_MS = 90_000
+PAGE_TIMEOUT_MS = 90_000  # --timeout
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -57,6 +57,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--configs", nargs="+", default=list(DEFAULT_CONFIGS),
                         help="label_config/<name>.xml to shoot (own Label Studio mode)")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for a page to render")
     parser.add_argument("--url", help="an existing Label Studio (then --username --password --project --task)")
     parser.add_argument("--username")
     parser.add_argument("--password")
@@ -172,7 +173,9 @@ def existing_label_studio(args: argparse.Namespace, sync_playwright) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global PAGE_TIMEOUT_MS
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    PAGE_TIMEOUT_MS = int(args.timeout * 1000)
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
