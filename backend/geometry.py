@@ -159,8 +159,8 @@ def _bridge_hole(outer: np.ndarray, hole: np.ndarray) -> np.ndarray:
     return np.concatenate([outer[: outer_i + 1], hole_loop, outer[outer_i:]])
 
 
-def mask_to_polygons(mask: np.ndarray, tolerance_px: float = 1.0,
-                     min_area_px: float = 16.0) -> list[np.ndarray]:
+def mask_to_polygons(mask: np.ndarray, tolerance_px: float = 1.0, min_area_px: float = 16.0,
+                     max_parts: int | None = None, min_part_fraction: float = 0.0) -> list[np.ndarray]:
     """Trace a boolean mask into Label Studio-ready polygons (pixel coordinates).
 
     * one polygon per connected part (8-connectivity), largest first;
@@ -172,7 +172,10 @@ def mask_to_polygons(mask: np.ndarray, tolerance_px: float = 1.0,
       Label Studio draws it within a quarter pixel of the mask's edge;
     * parts and holes whose outline encloses less than ``min_area_px`` are dropped (an n x m
       block encloses (n - 0.5) * (m - 0.5) pixels, a single pixel 0.25);
-    * every polygon has >= 3 vertices.
+    * every polygon has >= 3 vertices;
+    * parts smaller than ``min_part_fraction`` of the largest part are dropped, and at most
+      ``max_parts`` (largest first) are kept: a speckled mask must not become thousands of
+      regions that the labeling UI cannot draw.
 
     Returns float arrays of shape (N, 2) holding (x, y).
     """
@@ -204,6 +207,9 @@ def mask_to_polygons(mask: np.ndarray, tolerance_px: float = 1.0,
             ring = _bridge_hole(ring, _oriented(_simplify(hole, tolerance), positive=False))
         polygons.append((area, (ring.astype(np.float64) + 0.5) / 2.0 + offset))
     polygons.sort(key=lambda item: -item[0])
+    if polygons:
+        smallest = polygons[0][0] * min_part_fraction
+        polygons = [item for item in polygons if item[0] >= smallest][:max_parts]
     return [ring for _, ring in polygons]
 
 

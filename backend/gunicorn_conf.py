@@ -27,6 +27,9 @@ def gunicorn_options(settings: Settings) -> dict:
         "loglevel": settings.log_level.lower(),
         "errorlog": "-",
         "accesslog": None,  # access lines are off: Label Studio polls /health before every batch
+        # gunicorn 27's control socket defaults to one path per user: several backends (tests, demo)
+        # would share it. We do not use it.
+        "control_socket_disable": True,
     }
 
 

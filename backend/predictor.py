@@ -174,7 +174,8 @@ class Predictor:
         self.holder = holder
         self.settings = settings
         self.images = image_loader
-        self.polygon = PolygonOptions(tolerance_px=settings.polygon_tolerance)
+        self.polygon = PolygonOptions(tolerance_px=settings.polygon_tolerance, max_parts=settings.polygon_max_parts,
+                                      min_part_fraction=settings.polygon_min_part_fraction)
 
     def with_model(self, deadline, work):
         """`work(model)` holding the GPU lock, waiting for the lock no longer than the deadline."""

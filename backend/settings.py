@@ -45,6 +45,8 @@ class Settings:
     score_threshold: float = 0.0
     mask_iou_threshold: float = 0.3
     polygon_tolerance: float = 1.0
+    polygon_max_parts: int = 10
+    polygon_min_part_fraction: float = 0.02
     describe_regions: bool = True
     # request limits
     max_request_bytes: int = 32 * MIB
@@ -107,6 +109,8 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
     "score_threshold": ("SCORE_THRESHOLD",),
     "mask_iou_threshold": ("MASK_IOU_THRESHOLD",),
     "polygon_tolerance": ("POLYGON_TOLERANCE",),
+    "polygon_max_parts": ("POLYGON_MAX_PARTS",),
+    "polygon_min_part_fraction": ("POLYGON_MIN_PART_FRACTION",),
     "describe_regions": ("DESCRIBE_REGIONS",),
     "max_request_bytes": ("MAX_REQUEST_BYTES",),
     "max_tasks_per_request": ("MAX_TASKS_PER_REQUEST",),

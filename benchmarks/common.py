@@ -3,36 +3,18 @@ and the peak memory bandwidth of known GPUs."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import sentencepiece as spm
 import torch
 from PIL import Image
-from transformers import CLIPVisionConfig, CLIPVisionModel
 
 from model import NextChat
-from model.builder import Components, parse_dtype
-from model.modeling import NextChatConfig, NextChatModel, VisionTower, keep_sam_heads_fp32, round_through_fp16
-from model.processing import ClipPreprocessConfig
-from model.random_checkpoint import (
-    CLIP_MEAN,
-    CLIP_STD,
-    SIZES,
-    add_locating_bias,
-    nextchat_config,
-    sam_dims,
-    train_tokenizer,
-    write_random_checkpoint,
-)
-from model.sam_builder import build_sam
-from model.tokenizer import NextChatTokenizer
+from model.modeling import NextChatModel
+from model.random_checkpoint import build_random_components, write_random_checkpoint
 
 # Referring expressions, one per label; N labels use the first N.
 EXPRESSIONS = ("person", "car", "dog", "traffic light", "the red car on the left", "a cat", "tree", "sky",
@@ -118,52 +100,9 @@ def load_from_disk(size: str, checkpoint: str | None, device: str, dtype: torch.
 
 
 def build_in_memory(size: str, device: str, dtype, seed: int = 0) -> tuple[NextChat, str]:
-    """A random locating NExT-Chat of ``size`` built straight on ``device`` (no checkpoint on disk).
-
-    Mirrors model.random_checkpoint + model.builder.load_components: same configs, same locating
-    nudges, the tower rounded through fp16, everything cast to ``dtype``."""
-    spec, dtype = SIZES[size], parse_dtype(dtype)
-    with tempfile.TemporaryDirectory(prefix="bench_tok_") as tmp:
-        vocab = train_tokenizer(spec["vocab"], Path(tmp))
-        tokenizer = NextChatTokenizer.from_dir(tmp)
-        sp = spm.SentencePieceProcessor(model_file=str(Path(tmp) / "tokenizer.model"))
-        added = json.loads((Path(tmp) / "added_tokens.json").read_text())
-    raw = nextchat_config(spec, vocab)
-    config = NextChatConfig.from_dict(raw)
-    torch.manual_seed(seed)
-    with _building(device, dtype):
-        model = NextChatModel(config, build_sam(sam_dims(spec)))
-    add_locating_bias(model, sp, added, seed)      # draws on a CPU generator: outside the device context
-    with _building(device, dtype):
-        clip = CLIPVisionModel(_clip_config(spec["clip"]))
-    model.to(device=device, dtype=dtype).eval()
-    keep_sam_heads_fp32(model)
-    tower = VisionTower(round_through_fp16(clip, dtype).to(device).eval(), config.mm_vision_select_layer)
-    image_side = spec["clip"]["image"]
-    clip_preprocess = ClipPreprocessConfig(shortest_edge=image_side, crop_height=image_side, crop_width=image_side,
-                                           mean=tuple(CLIP_MEAN), std=tuple(CLIP_STD))
-    components = Components(model, tower, tokenizer, clip_preprocess, config, Path(f"random-{size}-in-memory"),
-                            Path(f"random-{size}-in-memory/vision_tower"))
+    """A random locating NExT-Chat of ``size`` built straight on ``device`` (no checkpoint on disk)."""
+    components = build_random_components(size, device=device, dtype=dtype, seed=seed)
     return NextChat(components), f"random {size} model built in memory (locating, seed {seed})"
-
-
-@contextlib.contextmanager
-def _building(device: str, dtype: torch.dtype):
-    """Modules created inside are made on ``device`` in ``dtype`` (no fp32 copy of a 7b model first)."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):
-            yield
-    finally:
-        torch.set_default_dtype(previous)
-
-
-def _clip_config(clip: dict) -> CLIPVisionConfig:
-    return CLIPVisionConfig(hidden_size=clip["hidden"], num_hidden_layers=clip["layers"],
-                            num_attention_heads=clip["heads"], intermediate_size=clip["inter"],
-                            image_size=clip["image"], patch_size=clip["patch"], projection_dim=clip["hidden"],
-                            hidden_act="quick_gelu")
 
 
 def decode_weight_bytes(model: NextChatModel) -> int:

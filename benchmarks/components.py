@@ -39,7 +39,7 @@ def component_timings(nc: NextChat, image, batch_sizes: list[int], repeats: int)
     session = nc.encode_image(image)
     turn = prompts.referring("the red car on the left")
     full_ids = torch.tensor(nc.prompt_ids(turn), device=device)
-    full_embeds = nc._splice_image(session, full_ids)[None]
+    full_embeds = nc.image_prompt_embeddings(session, full_ids)[None]
     suffix_embeds = nc.suffix_embeddings(session, turn, [])[None]
     llama_config = model.config.llama
     out["prompt_tokens"] = int(full_ids.numel())

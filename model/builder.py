@@ -59,16 +59,33 @@ def load_components(checkpoint, vision_tower=None, device="cpu", dtype=torch.flo
     sam = build_sam(infer_sam_dims(sam_weights, raw_config.get("sam_decoder_num_heads")))
     model = NextChatModel(config, sam)
     load_exact(model, state, f"NExT-Chat checkpoint {ckpt_dir}")
+    del state, sam_weights
+
+    tower_dir = resolve_dir(vision_tower or _tower_named_in(ckpt_dir, raw_config))
+    clip = load_clip(tower_dir, config)
+    clip_config = ClipPreprocessConfig.from_dict(read_json(tower_dir / "preprocessor_config.json"))
+    return assemble(model, clip, tokenizer, clip_config, config, device, dtype, ckpt_dir, tower_dir)
+
+
+def _tower_named_in(ckpt_dir: Path, raw_config: dict) -> str:
+    """config.json's mm_vision_tower: a folder inside the checkpoint (our random checkpoints), or a hub id."""
+    named = raw_config.get("mm_vision_tower") or "openai/clip-vit-large-patch14-336"
+    inside = ckpt_dir / named
+    return str(inside) if inside.is_dir() else named
+
+
+def assemble(model: NextChatModel, clip: CLIPVisionModel, tokenizer: NextChatTokenizer,
+             clip_config: ClipPreprocessConfig, config: NextChatConfig, device, dtype,
+             checkpoint_dir: Path, tower_dir: Path) -> Components:
+    """Place everything on ``device`` in ``dtype`` the way the release runs it: the CLIP tower rounded
+    through fp16 (spec Q7), SAM's prompt encoder and mask decoder kept in fp32."""
     model.to(device=device, dtype=dtype).eval()
     keep_sam_heads_fp32(model)
-
-    tower_dir = resolve_dir(vision_tower or raw_config.get("mm_vision_tower") or "openai/clip-vit-large-patch14-336")
-    tower = load_tower(tower_dir, config, device, dtype)
-    clip_config = ClipPreprocessConfig.from_dict(read_json(tower_dir / "preprocessor_config.json"))
-    return Components(model, tower, tokenizer, clip_config, config, ckpt_dir, tower_dir)
+    tower = VisionTower(round_through_fp16(clip, dtype).to(device).eval(), config.mm_vision_select_layer)
+    return Components(model, tower, tokenizer, clip_config, config, checkpoint_dir, tower_dir)
 
 
-def load_tower(tower_dir: Path, config: NextChatConfig, device, dtype) -> VisionTower:
+def load_clip(tower_dir: Path, config: NextChatConfig) -> CLIPVisionModel:
     hf_logging.disable_progress_bar()
     try:
         clip = CLIPVisionModel.from_pretrained(str(tower_dir), dtype=torch.float32)
@@ -78,8 +95,7 @@ def load_tower(tower_dir: Path, config: NextChatConfig, device, dtype) -> Vision
     width = clip.config.hidden_size
     if width != config.mm_hidden_size:
         raise CheckpointError(f"vision tower width {width} does not match mm_hidden_size {config.mm_hidden_size}")
-    clip = round_through_fp16(clip, dtype).to(device).eval()
-    return VisionTower(clip, config.mm_vision_select_layer)
+    return clip
 
 
 def describe_checkpoint(components: Components) -> str:

@@ -85,7 +85,7 @@ class NextChat:
         ids = self.prompt_ids(prompts.plain(""))
         session.prefix_ids = ids[: ids.index(self.ids.im_end) + 1]
         session.prefix_cache = DynamicCache(config=self.model.config.llama)
-        embeds = self._splice_image(session, torch.tensor(session.prefix_ids, device=self.device))
+        embeds = self.image_prompt_embeddings(session, torch.tensor(session.prefix_ids, device=self.device))
         self.model.forward_embeds(embeds[None], session.prefix_cache)
         return session
 
@@ -145,7 +145,7 @@ class NextChat:
     def prompt_ids(self, turn: prompts.UserTurn) -> list[int]:
         return self.tokenizer.encode(prompts.render(turn, self.tower.num_patches))
 
-    def _splice_image(self, session: ImageSession, ids: torch.Tensor) -> torch.Tensor:
+    def image_prompt_embeddings(self, session: ImageSession, ids: torch.Tensor) -> torch.Tensor:
         embeds = self.model.embed_tokens(ids)
         patch_positions = (ids == self.ids.im_patch).nonzero()[:, 0]
         if len(patch_positions) != len(session.image_tokens):

@@ -9,9 +9,11 @@ random: outputs are shaped right and meaningless.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import sentencepiece as spm
@@ -105,17 +107,26 @@ def release_state_dict(model: NextChatModel, dtype: torch.dtype) -> dict[str, to
     return state
 
 
-def write_vision_tower(spec: dict, out_dir: Path, dtype: torch.dtype) -> None:
+def clip_vision_config(spec: dict) -> CLIPVisionConfig:
     clip = spec["clip"]
-    config = CLIPVisionConfig(hidden_size=clip["hidden"], num_hidden_layers=clip["layers"],
-                              num_attention_heads=clip["heads"], intermediate_size=clip["inter"],
-                              image_size=clip["image"], patch_size=clip["patch"], projection_dim=clip["hidden"],
-                              hidden_act="quick_gelu")
+    return CLIPVisionConfig(hidden_size=clip["hidden"], num_hidden_layers=clip["layers"],
+                            num_attention_heads=clip["heads"], intermediate_size=clip["inter"],
+                            image_size=clip["image"], patch_size=clip["patch"], projection_dim=clip["hidden"],
+                            hidden_act="quick_gelu")
+
+
+def clip_preprocessor(spec: dict) -> dict:
+    side = spec["clip"]["image"]
+    return {"crop_size": {"height": side, "width": side}, "do_center_crop": True, "do_convert_rgb": True,
+            "do_normalize": True, "do_rescale": True, "do_resize": True, "image_mean": CLIP_MEAN,
+            "image_std": CLIP_STD, "image_processor_type": "CLIPImageProcessor", "resample": 3,
+            "rescale_factor": 1 / 255, "size": {"shortest_edge": side}}
+
+
+def write_vision_tower(spec: dict, out_dir: Path, dtype: torch.dtype) -> None:
+    config = clip_vision_config(spec)
     CLIPVisionModel(config).to(dtype).save_pretrained(out_dir)
-    preprocessor = {"crop_size": {"height": clip["image"], "width": clip["image"]}, "do_center_crop": True,
-                    "do_convert_rgb": True, "do_normalize": True, "do_rescale": True, "do_resize": True,
-                    "image_mean": CLIP_MEAN, "image_std": CLIP_STD, "image_processor_type": "CLIPImageProcessor",
-                    "resample": 3, "rescale_factor": 1 / 255, "size": {"shortest_edge": clip["image"]}}
+    preprocessor = clip_preprocessor(spec)
     (out_dir / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2))
 
 
@@ -164,6 +175,43 @@ def write_random_checkpoint(size: str, out: str | Path, seed: int = 0, dtype="fp
     (out / "generation_config.json").write_text(json.dumps({"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}))
     write_vision_tower(spec, out / "vision_tower", dtype)
     return out
+
+
+@contextlib.contextmanager
+def building_on(device, dtype: torch.dtype):
+    """Modules created inside are made on ``device`` in ``dtype`` (no fp32 copy of a 7b model first)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def build_random_components(size: str, device="cpu", dtype="fp32", seed: int = 0, locating: bool = True):
+    """The random model of ``size`` built straight on ``device`` (nothing written but a tokenizer in a temp
+    dir): the same configs and nudges as :func:`write_random_checkpoint`, assembled as the loader does."""
+    from .builder import assemble
+    from .processing import ClipPreprocessConfig
+    from .tokenizer import NextChatTokenizer
+
+    spec, dtype = SIZES[size], parse_dtype(dtype)
+    with tempfile.TemporaryDirectory(prefix="nextchat_tok_") as tmp:
+        vocab = train_tokenizer(spec["vocab"], Path(tmp))
+        tokenizer = NextChatTokenizer.from_dir(tmp)
+        added = json.loads((Path(tmp) / "added_tokens.json").read_text())
+    config = NextChatConfig.from_dict(nextchat_config(spec, vocab))
+    torch.manual_seed(seed)
+    with building_on(device, dtype):
+        model = NextChatModel(config, build_sam(sam_dims(spec)))
+    if locating:
+        add_locating_bias(model, tokenizer.sp, added, seed)
+    with building_on(device, dtype):
+        clip = CLIPVisionModel(clip_vision_config(spec))
+    name = Path(f"random-{size}-in-memory")
+    return assemble(model, clip, tokenizer, ClipPreprocessConfig.from_dict(clip_preprocessor(spec)), config,
+                    device, dtype, name, name / "vision_tower")
 
 
 def main(argv=None) -> int:

@@ -25,6 +25,8 @@ class PolygonOptions:
 
     tolerance_px: float = 1.0
     min_area_px: float = 16.0
+    max_parts: int | None = 10
+    min_part_fraction: float = 0.02
 
 
 def region_results(target: ImageTarget, width: int, height: int, *,
@@ -58,7 +60,8 @@ def region_results(target: ImageTarget, width: int, height: int, *,
         elif control.kind == "polygonlabels" and has_mask:
             builder = PolygonLabelsResult.for_control(
                 control, width, height, tolerance_px=polygon.tolerance_px,
-                min_area_px=polygon.min_area_px)
+                min_area_px=polygon.min_area_px, max_parts=polygon.max_parts,
+                min_part_fraction=polygon.min_part_fraction)
             for result in builder.build_from_mask(mask_array, label, score=score):
                 result["id"] = new_id()
                 shapes.append(result)

@@ -18,11 +18,13 @@ class PolygonLabelsResult:
     result_type = "polygonlabels"
 
     def __init__(self, from_name: str, to_name: str, width: int, height: int,
-                 tolerance_px: float = 1.0, min_area_px: float = 16.0) -> None:
+                 tolerance_px: float = 1.0, min_area_px: float = 16.0, max_parts: int | None = None,
+                 min_part_fraction: float = 0.0) -> None:
         check_size(width, height)
         self.from_name, self.to_name = from_name, to_name
         self.width, self.height = int(width), int(height)
         self.tolerance_px, self.min_area_px = float(tolerance_px), float(min_area_px)
+        self.max_parts, self.min_part_fraction = max_parts, float(min_part_fraction)
 
     @classmethod
     def for_control(cls, control: RegionControl, width: int, height: int, **options):
@@ -48,5 +50,6 @@ class PolygonLabelsResult:
         if np.asarray(mask).shape != (self.height, self.width):
             raise ValueError(f"mask shape {np.asarray(mask).shape} is not the image size "
                              f"{(self.height, self.width)}")
-        polygons = mask_to_polygons(mask, self.tolerance_px, self.min_area_px)
+        polygons = mask_to_polygons(mask, self.tolerance_px, self.min_area_px, self.max_parts,
+                                    self.min_part_fraction)
         return [self.build(polygon, label, score=score) for polygon in polygons]

@@ -263,3 +263,15 @@ def test_bridged_hole_is_empty_under_the_non_zero_rule_too():
     assert winding_number(polygon, 125.5, 85.5) == 0  # in the round hole
     assert winding_number(polygon, 62.5, 125.5) == 0  # in the square hole
     assert winding_number(polygon, 5.5, 5.5) == 0  # outside
+
+
+def test_speckled_mask_keeps_its_largest_parts():
+    from backend.geometry import mask_to_polygons
+
+    rng = np.random.default_rng(0)
+    mask = rng.random((200, 200)) > 0.7          # thousands of specks
+    mask[20:120, 30:150] = True                  # one big part
+    everything = mask_to_polygons(mask, min_area_px=0.2)
+    capped = mask_to_polygons(mask, min_area_px=0.2, max_parts=10, min_part_fraction=0.02)
+    assert len(everything) > 100 and 1 <= len(capped) <= 10
+    assert np.allclose(capped[0], everything[0])
