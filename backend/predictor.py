@@ -199,13 +199,18 @@ class Predictor:
             entries.append(self._predict_task(task, config, context, deadline, model_version))
         return entries
 
+    def predict_one(self, task, config: LabelingConfig, context, deadline, model_version: str) -> dict:
+        """One task's prediction entry. Raises on failure (ImageError, TaskError, OutOfTime, model errors):
+        :meth:`predict` turns those into an empty entry per task; batch jobs count them."""
+        results = []
+        for target in config.targets:
+            results += self._predict_target(task, target, context, deadline)
+        return prediction_entry(results, model_version)
+
     def _predict_task(self, task, config, context, deadline, model_version) -> dict:
         task_id = task.get("id")
         try:
-            results = []
-            for target in config.targets:
-                results += self._predict_target(task, target, context, deadline)
-            return prediction_entry(results, model_version)
+            return self.predict_one(task, config, context, deadline, model_version)
         except (InvalidContext, ModelUnavailable):
             raise
         except OutOfTime:

@@ -3,15 +3,20 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 from backend.batch.job import JobError, JobSpec
 from backend.images import ImageError, decode_image
 from backend.limits import Deadline
-from backend.predictor import ModelHolder, Predictor, load_model
+from backend.predictor import (
+    ModelHolder,
+    ModelUnavailable,
+    Predictor,
+    is_out_of_memory,
+    load_model,
+    release_gpu_memory,
+)
 
-PREDICTOR_LOGGER = "backend.predictor"
 NO_DEADLINE_S = 7 * 24 * 3600.0
 
 
@@ -39,19 +44,6 @@ class _OneImage:
         if value != self.value:
             raise ImageError("task image is not the one being labelled")
         return self.image
-
-
-class _TaskFailures(logging.Handler):
-    """Catches the Predictor's "task ...: no prediction" reports (it logs a failed task and goes on)."""
-
-    def __init__(self):
-        super().__init__(logging.WARNING)
-        self.reasons: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if "no prediction" in message:
-            self.reasons.append(message.split("no prediction:", 1)[-1].strip() or "model error")
 
 
 class ImageLabeler:
@@ -91,18 +83,19 @@ class ImageLabeler:
         value = self.spec.image_reference(key)
         task = {"data": {self.target.value_key: value}}
         self._images.value, self._images.image = value, image
-        failures = _TaskFailures()
-        logger = logging.getLogger(PREDICTOR_LOGGER)
-        logger.addHandler(failures)
         try:
-            entry = self.predictor.predict([task], self.config, None, Deadline.after(NO_DEADLINE_S))[0]
+            entry = self.predictor.predict_one(task, self.config, None, Deadline.after(NO_DEADLINE_S),
+                                               self.model_version)
+        except ModelUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a failed image is counted and skipped, the job goes on
+            if is_out_of_memory(exc):
+                release_gpu_memory()
+                raise ModelUnavailable("GPU out of memory") from None
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            return Outcome(key, error=f"model failed: {reason}")
         finally:
-            logger.removeHandler(failures)
             self._images.value = self._images.image = None
-        if failures.reasons:
-            return Outcome(key, error=f"model failed: {failures.reasons[0]}")
-        if "result" not in entry:
-            return Outcome(key, error=f"no prediction: {entry.get('error', 'unknown')}")
         task["predictions"] = [entry]
         return Outcome(key, task=task)
 
