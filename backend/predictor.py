@@ -32,6 +32,7 @@ from backend.labeling import ImageTarget, LabelConfigError, LabelingConfig, pars
 from backend.phrases import labels_for_region
 from backend.results import PolygonOptions, TextAreaResult, prediction_entry, region_results
 from backend.settings import Settings
+from model.decoding import GenerationStopped
 
 log = logging.getLogger("backend.predictor")
 
@@ -178,11 +179,19 @@ class Predictor:
                                       min_part_fraction=settings.polygon_min_part_fraction)
 
     def with_model(self, deadline, work):
-        """`work(model)` holding the GPU lock, waiting for the lock no longer than the deadline."""
+        """`work(model)` holding the GPU lock, waiting for the lock no longer than the deadline. The model
+        stops decoding at its next step once the deadline passes (no GPU work outlives the request)."""
         if deadline.expired() or not self.holder.lock.acquire(timeout=deadline.remaining()):
             raise OutOfTime()
         try:
-            return work(self.holder.require())
+            model = self.holder.require()
+            stop_when = getattr(model, "stop_when", None)
+            if stop_when is None:
+                return work(model)
+            with stop_when(deadline.expired):
+                return work(model)
+        except GenerationStopped:
+            raise OutOfTime() from None
         finally:
             self.holder.lock.release()
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import torch
 
-from .decoding import Decoded
+from .decoding import Decoded, GenerationStopped, never_stop
 from .session import additive_mask
 from .tokenizer import SpecialIds
 
 
 def decode_greedy_batch(model, cache, logits: torch.Tensor, allowed: torch.Tensor, positions: torch.Tensor,
-                        ids: SpecialIds, max_new_tokens: int) -> list[Decoded]:
+                        ids: SpecialIds, max_new_tokens: int, should_stop=never_stop) -> list[Decoded]:
     """``logits`` [B,V]: next-token logits after each row's prompt; ``allowed`` [B,L] bool: the cache
     slots each row may attend to; ``positions`` [B]: each row's next position id."""
     rows = list(range(logits.shape[0]))          # batch slot -> original row
@@ -30,6 +30,8 @@ def decode_greedy_batch(model, cache, logits: torch.Tensor, allowed: torch.Tenso
             keep.append(slot)
         if not keep:
             break
+        if should_stop():
+            raise GenerationStopped("stopped by the caller's deadline")
         if len(keep) < len(rows):
             index = torch.tensor(keep, device=logits.device)
             cache.batch_select_indices(index)

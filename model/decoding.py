@@ -15,6 +15,14 @@ import torch
 from .tokenizer import SpecialIds
 
 
+class GenerationStopped(RuntimeError):
+    """The caller's stop check fired (a deadline): decoding stopped before its next step."""
+
+
+def never_stop() -> bool:
+    return False
+
+
 @dataclass(frozen=True)
 class DecodeOptions:
     max_new_tokens: int = 64
@@ -48,11 +56,14 @@ class Decoded:
 class Stepper:
     """One sequence batch over a KV cache: feeds embeddings, returns logits and hidden states."""
 
-    def __init__(self, model, cache):
+    def __init__(self, model, cache, should_stop=never_stop):
         self.model = model
         self.cache = cache
+        self.should_stop = should_stop
 
     def __call__(self, embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.should_stop():
+            raise GenerationStopped("stopped by the caller's deadline")
         logits, hidden = self.model.forward_embeds(embeds, self.cache)
         return logits[:, -1].float(), hidden[:, -1]
 

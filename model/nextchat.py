@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
+from contextlib import contextmanager
 
 import torch
 from PIL import Image
@@ -14,7 +16,7 @@ from . import prompts
 from .batch_decode import decode_greedy_batch
 from .beam_search import beam_search
 from .builder import Components, load_components
-from .decoding import Decoded, DecodeOptions, Stepper, decode_single
+from .decoding import Decoded, DecodeOptions, Stepper, decode_single, never_stop
 from .processing import (
     ImageFrame,
     boxes_norm_to_pixels,
@@ -42,11 +44,23 @@ class NextChat:
         self._image_cache: OrderedDict[str, ImageSession] = OrderedDict()
         self._image_cache_size = image_cache_size
         self.max_batch = max_batch
+        self._should_stop: Callable[[], bool] = never_stop
         self._lock = threading.RLock()
 
     @classmethod
     def from_pretrained(cls, checkpoint, vision_tower=None, device="cpu", dtype=torch.float32, **kwargs) -> NextChat:
         return cls(load_components(checkpoint, vision_tower=vision_tower, device=device, dtype=dtype), **kwargs)
+
+    @contextmanager
+    def stop_when(self, should_stop: Callable[[], bool]):
+        """Within this block, decoding checks ``should_stop()`` before every step and raises
+        :class:`model.GenerationStopped` when it says so (a request deadline: no zombie GPU work).
+        Per instance: callers that share a model serialise their calls (the backend holds a lock)."""
+        previous, self._should_stop = self._should_stop, should_stop
+        try:
+            yield self
+        finally:
+            self._should_stop = previous
 
     @property
     def device(self) -> torch.device:
@@ -112,7 +126,7 @@ class NextChat:
         opts.validate()
         session = self.encode_image(image)
         embeds = self.suffix_embeddings(session, turn, boxes)
-        step = Stepper(self.model, copy_cache(session.prefix_cache, self.model.config.llama))
+        step = Stepper(self.model, copy_cache(session.prefix_cache, self.model.config.llama), self._should_stop)
         logits, hidden = step(embeds[None])
         if opts.num_beams > 1:
             decoded = beam_search(step, logits[0], hidden[0], self.ids, opts)
@@ -138,7 +152,7 @@ class NextChat:
             mask = additive_mask(allowed, padded.dtype)
             logits, _ = self.model.forward_embeds(padded, cache, attention_mask=mask, position_ids=positions)
             decoded = decode_greedy_batch(self.model, cache, logits[:, -1].float(), allowed[:, -1],
-                                          positions[:, -1] + 1, self.ids, max_new_tokens)
+                                          positions[:, -1] + 1, self.ids, max_new_tokens, self._should_stop)
             results += self.finish_many(session, decoded)
         return results
 

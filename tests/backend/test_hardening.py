@@ -443,3 +443,30 @@ def test_threads_cover_running_and_queued_requests():
 
 
 _ = threading  # threads are used through concurrent.futures above
+
+
+def test_deadline_stops_real_decoding_and_the_task_is_left_for_later(random_tiny_checkpoint):
+    """Row 13 with the real model: the deadline passes mid-decoding; the model stops at its next step
+    and the task comes back without a result (Label Studio asks again later)."""
+    from model import NextChat
+
+    nc = NextChat.from_pretrained(random_tiny_checkpoint)
+    expired = {"now": False}
+    original = nc.run_batch
+
+    def run_batch_then_expire(*args, **kwargs):
+        expired["now"] = True  # the deadline passes as decoding starts
+        return original(*args, **kwargs)
+
+    nc.run_batch = run_batch_then_expire
+    client = make_app(nc).test_client()
+    from backend import limits
+    real_expired = limits.Deadline.expired
+    limits.Deadline.expired = lambda self: expired["now"] or real_expired(self)
+    try:
+        reply = client.post("/predict", json=predict_body([ls_task(1, data_uri(png_bytes(40, 30)))], BOXES))
+    finally:
+        limits.Deadline.expired = real_expired
+    assert reply.status_code == 200
+    assert "result" not in reply.get_json()["results"][0]
+    assert_alive(client)

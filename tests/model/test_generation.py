@@ -131,3 +131,22 @@ def test_forced_caption_gives_a_region_per_located_phrase(nc):
     answer = nc.ask(noise(80, 60), "What is [0] holding?", boxes=[[5, 5, 40, 40]],
                     forced_answer="A cup <at> <boxes> .")
     assert answer.text == "A cup." and [r.phrase for r in answer.regions] == ["A cup"]
+
+
+def test_stop_when_stops_at_the_next_decode_step(nc):
+    from model import GenerationStopped
+
+    checks = []
+
+    def stop_after_two() -> bool:
+        checks.append(1)
+        return len(checks) > 2
+
+    image = noise(50, 40, seed=9)
+    with pytest.raises(GenerationStopped), nc.stop_when(stop_after_two):
+        nc.generate(image, "Tell me everything", max_new_tokens=40, forced_token_ids=[5] * 40)
+    assert len(checks) == 3  # stopped at the third step, not after 40
+    checks.clear()
+    with pytest.raises(GenerationStopped), nc.stop_when(stop_after_two):
+        nc.ground_many(image, ["a", "b", "c"], max_new_tokens=40)
+    assert nc.ground(image, "a")  # the check is gone after the block
