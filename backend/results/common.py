@@ -43,3 +43,21 @@ def region_result(*, region_id: str, from_name: str, to_name: str, result_type: 
     if clamped is not None:
         result["score"] = clamped
     return result
+
+
+class ShapeResultBuilder:
+    """Base of the per-control-tag builders: one control (from_name -> to_name) on an image of known
+    natural size. Subclasses set ``result_type`` and add ``build``."""
+
+    result_type = ""
+
+    def __init__(self, from_name: str, to_name: str, width: int, height: int) -> None:
+        check_size(width, height)
+        self.from_name, self.to_name = from_name, to_name
+        self.width, self.height = int(width), int(height)
+
+    @classmethod
+    def for_control(cls, control, width: int, height: int, **options):
+        """The builder for a parsed ``backend.labeling.RegionControl``."""
+        return cls(control.name, control.to_name, width, height, **options)
+

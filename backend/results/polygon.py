@@ -8,11 +8,10 @@ from typing import Any
 import numpy as np
 
 from backend.geometry import mask_to_polygons, pixel_points_to_percent
-from backend.labeling import RegionControl
-from backend.results.common import check_size, new_region_id, region_result
+from backend.results.common import ShapeResultBuilder, new_region_id, region_result
 
 
-class PolygonLabelsResult:
+class PolygonLabelsResult(ShapeResultBuilder):
     """Builds results for one PolygonLabels control on an image of known natural size."""
 
     result_type = "polygonlabels"
@@ -20,15 +19,9 @@ class PolygonLabelsResult:
     def __init__(self, from_name: str, to_name: str, width: int, height: int,
                  tolerance_px: float = 1.0, min_area_px: float = 16.0, max_parts: int | None = None,
                  min_part_fraction: float = 0.0) -> None:
-        check_size(width, height)
-        self.from_name, self.to_name = from_name, to_name
-        self.width, self.height = int(width), int(height)
+        super().__init__(from_name, to_name, width, height)
         self.tolerance_px, self.min_area_px = float(tolerance_px), float(min_area_px)
         self.max_parts, self.min_part_fraction = max_parts, float(min_part_fraction)
-
-    @classmethod
-    def for_control(cls, control: RegionControl, width: int, height: int, **options):
-        return cls(control.name, control.to_name, width, height, **options)
 
     def build(self, points: Sequence[Sequence[float]], label: str, *,
               score: float | None = None, region_id: str | None = None) -> dict[str, Any]:
