@@ -232,6 +232,11 @@ def local_files_url(path: Path, files_root: Path) -> str:
     return "/data/local-files/?d=" + path.resolve().relative_to(files_root.resolve()).as_posix()
 
 
+# Stored with the local-files task, so configs with a prompt / question TextArea have something to answer
+# before anyone types (the keys are the TextAreas' names in label_config/).
+SAMPLE_TEXT = {"prompt": "the red car", "question": "What is next to the red car?"}
+
+
 def create_demo_projects(ls: LabelStudioClient, backend_url: str, files_root: Path, upload_dir: Path) -> list[dict]:
     """One project per label_config/*.xml: a local-files task and an uploaded task each, backend connected."""
     local_images = make_sample_images(files_root / "images", count=1, prefix="local")
@@ -240,7 +245,8 @@ def create_demo_projects(ls: LabelStudioClient, backend_url: str, files_root: Pa
     for config_path in sorted(LABEL_CONFIG_DIR.glob("*.xml")):
         project = ls.create_project(f"NExT-Chat demo: {config_path.stem}", config_path.read_text())
         ls.add_local_files_storage(project["id"], files_root / "images")
-        ls.import_tasks(project["id"], [{"image": local_files_url(path, files_root)} for path in local_images])
+        ls.import_tasks(project["id"], [{"image": local_files_url(path, files_root), **SAMPLE_TEXT}
+                                        for path in local_images])
         ls.upload_files(project["id"], uploads)
         ls.connect_ml_backend(project["id"], backend_url, title="NExT-Chat (random demo weights)")
         ls.retrieve_predictions(project["id"])
