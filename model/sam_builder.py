@@ -9,6 +9,7 @@ import torch
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
 from .checkpoint import CheckpointError
+from .sam_attention import use_sdpa_attention
 
 SAM_IMAGE_SIZE = 1024
 # SAM's released decoders are 256 wide with 8 heads (head dim 32); smaller random test decoders
@@ -73,6 +74,7 @@ def build_sam(dims: dict) -> Sam:
         transformer_dim=dims["prompt_dim"], iou_head_depth=dims["iou_depth"],
         iou_head_hidden_dim=dims["iou_hidden"],
     )
+    use_sdpa_attention(encoder)
     return Sam(image_encoder=encoder, prompt_encoder=prompt_encoder, mask_decoder=decoder)
 
 

@@ -75,3 +75,26 @@ def test_mask_logits_cropped_to_the_image():
     masks = mask_logits_to_masks(logits, frame)
     assert masks.shape == (1, 20, 40)
     assert masks[0, :10].all() and not masks[0, 10:].any()
+
+
+def test_sdpa_attention_matches_segment_anything():
+    """SAM's encoder with the fused attention gives what segment-anything's own attention gives."""
+    from segment_anything.modeling.image_encoder import Attention
+
+    from model.random_checkpoint import SIZES, sam_dims
+    from model.sam_attention import SdpaAttention
+    from model.sam_builder import build_sam
+
+    torch.manual_seed(0)
+    sam = build_sam(sam_dims(SIZES["tiny"])).eval()
+    for block in sam.image_encoder.blocks:
+        torch.nn.init.normal_(block.attn.rel_pos_h, std=0.5)
+        torch.nn.init.normal_(block.attn.rel_pos_w, std=0.5)
+    pixels = torch.randn(1, 3, 1024, 1024)
+    assert all(type(b.attn) is SdpaAttention for b in sam.image_encoder.blocks)
+    with torch.no_grad():
+        fused = sam.image_encoder(pixels)
+        for block in sam.image_encoder.blocks:
+            block.attn.__class__ = Attention
+        reference = sam.image_encoder(pixels)
+    assert (fused - reference).abs().max() < 1e-4
