@@ -15,7 +15,7 @@ Against a Label Studio that is already running:
         --project 3 --task 5 --name my-task
 
 Needs: Debian's chromium (`apt-get install -y chromium`) and the Python package `playwright`
-(`.venv/bin/pip install playwright`; no browser download: it drives /usr/bin/chromium).
+(`.venv/bin/pip install playwright==1.65.2`; no browser download: it drives /usr/bin/chromium).
 """
 
 from __future__ import annotations
