@@ -1,6 +1,6 @@
 """Test doubles and Label Studio-shaped bodies for the backend tests.
 
-`FakeNextChat` implements the documented model API (TEAM.md) with deterministic, image-dependent
+`FakeNextChat` implements the documented model API (README, model/nextchat.py) with deterministic, image-dependent
 output, so region/result logic can be checked exactly (the tiny random checkpoint finds no regions).
 `ImageServer` is a loopback-only HTTP server with scripted routes and a hit log.
 """
