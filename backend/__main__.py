@@ -14,7 +14,7 @@ import importlib
 import logging
 import sys
 
-from backend.settings import SettingsError, load_settings
+from backend.settings import SettingsError, add_model_options, load_settings
 
 # command -> "module:function"; the function gets the remaining argv and may return an exit code
 SUBCOMMANDS = {
@@ -30,10 +30,7 @@ def serve_parser() -> argparse.ArgumentParser:
         prog="python -m backend serve",
         description="Serve the Label Studio ML backend under gunicorn (one worker, threads).",
     )
-    parser.add_argument("--checkpoint", help="NExT-Chat checkpoint dir or hub id (NEXTCHAT_CHECKPOINT)")
-    parser.add_argument("--vision-tower", help="CLIP vision tower dir or hub id (NEXTCHAT_VISION_TOWER)")
-    parser.add_argument("--device", help="cuda, cuda:N, cpu or auto (DEVICE; default auto)")
-    parser.add_argument("--dtype", help="bf16, fp16, fp32 or auto (DTYPE; default auto)")
+    add_model_options(parser)
     parser.add_argument("--host", help="address to bind (HOST; default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (PORT; default 9090)")
     parser.add_argument("--threads", type=int, help="server threads (THREADS)")

@@ -200,3 +200,12 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides) -> Settings
             value = _convert(name, value, getattr(defaults, name))
         values[name] = value
     return _check(Settings(**values))
+
+
+def add_model_options(parser) -> None:
+    """The model's command-line options, shared by `serve` and `batch` (each mirrors an env setting)."""
+    parser.add_argument("--checkpoint", help="NExT-Chat checkpoint dir or hub id (NEXTCHAT_CHECKPOINT)")
+    parser.add_argument("--vision-tower", help="CLIP vision tower dir or hub id (NEXTCHAT_VISION_TOWER)")
+    parser.add_argument("--device", help="cuda, cuda:N, cpu or auto (DEVICE; default auto)")
+    parser.add_argument("--dtype", help="bf16, fp16, fp32 or auto (DTYPE; default auto)")
+

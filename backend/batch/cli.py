@@ -21,7 +21,7 @@ from backend.batch.project import UploadError, upload_to_project
 from backend.batch.runner import RayOptions, run_job
 from backend.batch.state import StateError
 from backend.predictor import ModelUnavailable
-from backend.settings import SettingsError, load_settings
+from backend.settings import SettingsError, add_model_options, load_settings
 
 EPILOG = """\
 Images: every file under --images (recursively, hidden ones skipped) whose name ends in .jpg .jpeg .png
@@ -55,10 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--document-root", help="reference images as /data/local-files/?d=... under this root")
     parser.add_argument("--absolute-paths", action="store_true", help="reference images by absolute path "
                         "even if LOCAL_FILES_DOCUMENT_ROOT is set")
-    parser.add_argument("--checkpoint", help="NExT-Chat checkpoint (NEXTCHAT_CHECKPOINT)")
-    parser.add_argument("--vision-tower", help="CLIP vision tower (NEXTCHAT_VISION_TOWER)")
-    parser.add_argument("--device", help="cuda, cuda:N, cpu or auto (DEVICE)")
-    parser.add_argument("--dtype", help="bf16, fp16, fp32 or auto (DTYPE)")
+    add_model_options(parser)
     parser.add_argument("--score-threshold", type=float, help="SCORE_THRESHOLD")
     parser.add_argument("--mask-iou-threshold", type=float, help="MASK_IOU_THRESHOLD")
     parser.add_argument("--polygon-tolerance", type=float, help="POLYGON_TOLERANCE")
