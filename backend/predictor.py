@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from backend.images import ImageError
 from backend.interactive import context_items_for, predict_interactive
 from backend.labeling import ImageTarget, LabelConfigError, LabelingConfig, parse_label_config
+from backend.limits import PriorityLock
 from backend.phrases import labels_for_region
 from backend.results import PolygonOptions, TextAreaResult, prediction_entry, region_results
 from backend.settings import Settings
@@ -90,7 +91,7 @@ class ModelHolder:
     `lock` serialises GPU work; /health reads `state()` and never takes it."""
 
     def __init__(self, model_or_loader):
-        self.lock = threading.Lock()
+        self.lock = PriorityLock()
         self._model = None
         self._loader = None
         self._error = ""
@@ -175,13 +176,15 @@ class Predictor:
         self.holder = holder
         self.settings = settings
         self.images = image_loader
+        self._calls = threading.local()  # per request thread: is it interactive?
         self.polygon = PolygonOptions(tolerance_px=settings.polygon_tolerance, max_parts=settings.polygon_max_parts,
                                       min_part_fraction=settings.polygon_min_part_fraction)
 
     def with_model(self, deadline, work):
         """`work(model)` holding the GPU lock, waiting for the lock no longer than the deadline. The model
         stops decoding at its next step once the deadline passes (no GPU work outlives the request)."""
-        if deadline.expired() or not self.holder.lock.acquire(timeout=deadline.remaining()):
+        urgent = getattr(self._calls, "urgent", False)
+        if deadline.expired() or not self.holder.lock.acquire(deadline.remaining(), urgent=urgent):
             raise OutOfTime()
         try:
             model = self.holder.require()
@@ -199,6 +202,7 @@ class Predictor:
         return self.with_model(deadline, lambda model: getattr(model, method)(*args))
 
     def predict(self, tasks: list[dict], config: LabelingConfig, context: dict | None, deadline) -> list[dict]:
+        self._calls.urgent = context is not None  # interactive: an annotator is waiting (see PriorityLock)
         model_version = self.holder.require().model_version
         entries = []
         for task in tasks:

@@ -470,3 +470,29 @@ def test_deadline_stops_real_decoding_and_the_task_is_left_for_later(random_tiny
     assert reply.status_code == 200
     assert "result" not in reply.get_json()["results"][0]
     assert_alive(client)
+
+
+def test_gpu_lock_serves_an_urgent_waiter_first():
+    """An annotator's interactive call waiting on the GPU goes before the next call of a running batch."""
+    import threading
+
+    from backend.limits import PriorityLock
+
+    lock = PriorityLock()
+    order: list[str] = []
+    assert lock.acquire(1.0)  # a batch's model call is running
+    ordinary = threading.Thread(target=lambda: lock.acquire(5.0) and (order.append("batch"), lock.release()))
+    ordinary.start()
+    time.sleep(0.1)
+    urgent = threading.Thread(target=lambda: lock.acquire(5.0, urgent=True) and (order.append("interactive"),
+                                                                                   lock.release()))
+    urgent.start()
+    give_up = time.monotonic() + 10
+    while lock._urgent_waiting != 1 and time.monotonic() < give_up:  # the interactive call is waiting
+        time.sleep(0.01)
+    lock.release()
+    ordinary.join(5)
+    urgent.join(5)
+    assert order == ["interactive", "batch"]
+    assert lock.acquire(0.1) and not lock.acquire(0.05)  # one holder at a time; a timeout says no
+    lock.release()
