@@ -41,7 +41,7 @@ def run_image_cache(nc: NextChat, image, labels: list[str], max_new_tokens: int)
         logits, _ = step(nc.image_prompt_embeddings(session, ids)[None])
         decoded = decode_single(step, logits[0], nc.ids, DecodeOptions(max_new_tokens=max_new_tokens))
         result = nc.finish(session, decoded)
-        counts.append(len(nc.regions(result, frame, [label] * len(result.boxes))))
+        counts.append(len(nc.regions(result, [label] * len(result.boxes))))
     return counts
 
 

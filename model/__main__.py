@@ -44,7 +44,7 @@ def run(args) -> dict:
     from PIL import Image
 
     from . import NextChat
-    from .processing import ImageFrame, to_rgb
+    from .processing import to_rgb
 
     boxes = [parse_box(b) for b in args.box]
     image = to_rgb(Image.open(args.image))
@@ -63,7 +63,7 @@ def run(args) -> dict:
         result = nc.generate(image, args.text, boxes=boxes or None, max_new_tokens=args.max_new_tokens,
                              num_beams=args.num_beams)
         answer = result.text
-        regions = nc.regions(result, ImageFrame.of(image), [""] * len(result.boxes))
+        regions = nc.regions(result, [""] * len(result.boxes))
     regions = [r for r in regions if r.score >= args.iou_threshold]
     if args.overlay:
         draw_overlay(image, regions, boxes).save(args.overlay)

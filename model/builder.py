@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,9 +95,3 @@ def load_clip(tower_dir: Path, config: NextChatConfig) -> CLIPVisionModel:
     if width != config.mm_hidden_size:
         raise CheckpointError(f"vision tower width {width} does not match mm_hidden_size {config.mm_hidden_size}")
     return clip
-
-
-def describe_checkpoint(components: Components) -> str:
-    cfg = components.config.llama
-    return json.dumps({"hidden": cfg.hidden_size, "layers": cfg.num_hidden_layers, "vocab": cfg.vocab_size,
-                       "image_tokens": components.tower.num_patches})

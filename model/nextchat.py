@@ -218,15 +218,14 @@ class NextChat:
     def ground(self, image: Image.Image, expression: str, max_new_tokens: int = 32) -> list[Region]:
         """Regions for a referring expression (REC/RES): one per located box, mask and score."""
         result = self.run(image, prompts.referring(expression), [], DecodeOptions(max_new_tokens=max_new_tokens))
-        return self.regions(result, ImageFrame.of(to_rgb(image)), [expression] * len(result.boxes))
+        return self.regions(result, [expression] * len(result.boxes))
 
     def ground_many(self, image: Image.Image, expressions: list[str], max_new_tokens: int = 32) -> list[list[Region]]:
         """``ground`` for each expression: the image encoded once, the prompts decoded as one batch."""
         if not expressions:
             return []
-        frame = ImageFrame.of(to_rgb(image))
         results = self.run_batch(image, [prompts.referring(e) for e in expressions], max_new_tokens)
-        return [self.regions(r, frame, [e] * len(r.boxes)) for r, e in zip(results, expressions)]
+        return [self.regions(r, [e] * len(r.boxes)) for r, e in zip(results, expressions)]
 
     def describe(self, image: Image.Image, box, max_new_tokens: int = 64) -> str:
         """A description of one pixel-xyxy region (REG)."""
@@ -247,7 +246,7 @@ class NextChat:
         """A grounded caption: the text and a region per located phrase. ``forced_answer`` (markup such as
         ``"A dog <at> <boxes> on a sofa <at> <boxes> ."``) is run instead of generated (teacher forcing)."""
         opts = self._answer_options(max_new_tokens, forced_answer)
-        return self._answer(image, self.run(image, prompts.grounded_caption(), [], opts))
+        return self._answer(self.run(image, prompts.grounded_caption(), [], opts))
 
     def ask(self, image: Image.Image, question: str, boxes=None, max_new_tokens: int = 128,
             forced_answer: str | None = None) -> Answer:
@@ -255,7 +254,7 @@ class NextChat:
         ``forced_answer`` as in :meth:`caption`."""
         boxes = [list(map(float, b)) for b in (boxes or [])]
         turn = prompts.question_with_locations(question, len(boxes))
-        return self._answer(image, self.run(image, turn, boxes, self._answer_options(max_new_tokens, forced_answer)))
+        return self._answer(self.run(image, turn, boxes, self._answer_options(max_new_tokens, forced_answer)))
 
     def _answer_options(self, max_new_tokens: int, forced_answer: str | None) -> DecodeOptions:
         if forced_answer is None:
@@ -263,13 +262,14 @@ class NextChat:
         forced = self.tokenizer.encode(forced_answer, add_bos=False) + [self.ids.eos]
         return DecodeOptions(max_new_tokens=len(forced), forced_token_ids=tuple(forced))
 
-    def _answer(self, image: Image.Image, result: GenerationResult) -> Answer:
-        phrases = phrases_for_locations(result.text)
-        regions = self.regions(result, ImageFrame.of(to_rgb(image)), phrases)
+    def _answer(self, result: GenerationResult) -> Answer:
+        regions = self.regions(result, phrases_for_locations(result.text))
         return Answer(text=clean_answer(result.text), regions=regions, raw_text=result.text)
 
     @staticmethod
-    def regions(result: GenerationResult, frame: ImageFrame, phrases: list[str]) -> list[Region]:
+    def regions(result: GenerationResult, phrases: list[str]) -> list[Region]:
+        """Regions of a result (boxes clamped to the image, whose size the masks carry)."""
+        frame = ImageFrame(width=result.masks.shape[2], height=result.masks.shape[1])
         return [Region(box=clamp_box(box.tolist(), frame), mask=mask.numpy().astype(bool), score=float(iou),
                        phrase=phrase)
                 for box, mask, iou, phrase in zip(result.boxes, result.masks, result.ious, phrases)]

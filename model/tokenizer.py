@@ -4,7 +4,7 @@ Rules (spec §2): split on added tokens (longest match), strip whitespace around
 tokens, encode each chunk with sentencepiece, and with ``legacy=False`` drop the dummy-prefix "▁"
 of every chunk that follows an added token and does not start with a space. Bos is prepended.
 
-User text never yields special ids: :meth:`encode_user_text` treats ``<at>``, ``</s>`` ... as text.
+User text never yields special ids: parts passed to :meth:`encode` as user text keep ``<at>``, ``</s>`` ... as text.
 """
 
 from __future__ import annotations
@@ -172,9 +172,6 @@ class NextChatTokenizer:
                 run.append(token_id)
         flush()
         return " ".join(p.strip() for p in parts if p.strip())
-
-    def id_to_piece(self, token_id: int) -> str:
-        return self.id_to_added.get(token_id) or self.sp.IdToPiece(int(token_id))
 
 
 def _read_json(path: Path) -> dict:
