@@ -98,20 +98,39 @@ class NextChatModel(nn.Module):
 
     # -------------------------------------------------------------- masks
     @torch.no_grad()
-    def decode_masks(self, hidden_at: torch.Tensor, image_embedding: torch.Tensor):
-        """SAM masks for k locations: (boxes_norm [k,4], low-res logits [k,1,256,256], iou [k])."""
+    def locate(self, hidden_at: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What k ``<at>`` hidden states [k,H] tell SAM: (boxes_norm [k,4], seg prompt tokens [k,T,D])."""
         boxes_norm = self.loc_decoder(hidden_at)
         prompts = self.seg_prompt_mlp(hidden_at).view(-1, self.seg_prompt_tokens, self.sam.prompt_encoder.embed_dim)
+        return boxes_norm, prompts
+
+    @torch.no_grad()
+    def decode_masks(self, hidden_at: torch.Tensor, image_embedding: torch.Tensor):
+        """SAM masks for k locations: (boxes_norm [k,4], low-res logits [k,1,256,256], iou [k])."""
+        boxes_norm, prompts = self.locate(hidden_at)
         low_res, iou = self.sam_masks(boxes_norm, image_embedding, prompts)
         return boxes_norm, low_res, iou
 
     @torch.no_grad()
-    def sam_masks(self, boxes_norm: torch.Tensor, image_embedding: torch.Tensor, prompts: torch.Tensor | None = None):
-        """SAM's mask decoder on box prompts (+ NExT-Chat's prompt tokens when given), single mask each."""
+    def sam_masks(self, boxes_norm: torch.Tensor | None, image_embedding: torch.Tensor,
+                  prompts: torch.Tensor | None = None, points_norm: torch.Tensor | None = None,
+                  point_labels: torch.Tensor | None = None):
+        """SAM's mask decoder, a single mask for each of k prompts: boxes_norm [k,4] normalised xyxy and/or
+        points_norm [k,n,2] normalised xy with point_labels [k,n] (1 positive, 0 negative), both in the
+        padded square; NExT-Chat's prompt tokens [k,T,D] when given go before what the prompt encoder gives
+        (points, then the box corners; points without a box get segment-anything's padding point)."""
+        if boxes_norm is None and points_norm is None:
+            raise ValueError("sam_masks needs boxes or points")
         size = self.sam.image_encoder.img_size
         sam_dtype = self.sam.mask_decoder.iou_token.weight.dtype  # fp32: see keep_sam_heads_fp32
-        box_sparse, dense = self.sam.prompt_encoder(points=None, boxes=(boxes_norm * size).to(sam_dtype), masks=None)
-        sparse = box_sparse if prompts is None else torch.cat([prompts.to(sam_dtype), box_sparse], dim=1)
+        boxes = None if boxes_norm is None else (boxes_norm * size).to(sam_dtype)
+        points = None
+        if points_norm is not None:
+            if point_labels is None or point_labels.shape != points_norm.shape[:2]:
+                raise ValueError("sam_masks needs one label per point")
+            points = ((points_norm * size).to(sam_dtype), point_labels.to(points_norm.device, torch.int))
+        encoded, dense = self.sam.prompt_encoder(points=points, boxes=boxes, masks=None)
+        sparse = encoded if prompts is None else torch.cat([prompts.to(sam_dtype), encoded], dim=1)
         low_res, iou = self.sam.mask_decoder(
             image_embeddings=image_embedding.to(sam_dtype), image_pe=self.sam.prompt_encoder.get_dense_pe(),
             sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=False,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 from PIL import Image
 from transformers import DynamicCache
@@ -21,15 +23,19 @@ from .processing import (
     ImageFrame,
     boxes_norm_to_pixels,
     boxes_pixels_to_norm,
+    check_point_prompts,
     clamp_box,
     clip_pixel_values,
     mask_logits_to_masks,
+    points_pixels_to_norm,
     sam_pixel_values,
     to_rgb,
     upscale_mask_logits,
 )
-from .results import Answer, Caption, GenerationResult, Region, clean_answer, phrases_for_locations
+from .results import Answer, Caption, GenerationResult, Location, Region, clean_answer, phrases_for_locations
 from .session import ImageSession, additive_mask, copy_cache, suffix_prefill_mask
+
+GROUNDED_PER_IMAGE = 64  # expressions whose locations an image session remembers for refine()
 
 
 class NextChat:
@@ -121,10 +127,12 @@ class NextChat:
                              **sampling)
         return self.run(image, turn, boxes, opts)
 
-    @torch.no_grad()
     def run(self, image: Image.Image, turn: prompts.UserTurn, boxes, opts: DecodeOptions) -> GenerationResult:
+        return self._run_on(self.encode_image(image), turn, boxes, opts)
+
+    @torch.no_grad()
+    def _run_on(self, session: ImageSession, turn: prompts.UserTurn, boxes, opts: DecodeOptions) -> GenerationResult:
         opts.validate()
-        session = self.encode_image(image)
         embeds = self.suffix_embeddings(session, turn, boxes)
         step = Stepper(self.model, copy_cache(session.prefix_cache, self.model.config.llama), self._should_stop)
         logits, hidden = step(embeds[None])
@@ -189,14 +197,18 @@ class NextChat:
         counts = [len(d.at_hidden) for d in decoded]
         if not sum(counts):
             return [self.finish(session, d) for d in decoded]
-        hidden = torch.stack([h for d in decoded for h in d.at_hidden])
-        boxes_norm, low_res, ious = self.model.decode_masks(hidden, self.sam_embedding(session))
+        located = self.decode_locations(session, torch.stack([h for d in decoded for h in d.at_hidden]))
         results, start = [], 0
         for d, n in zip(decoded, counts):
-            part = slice(start, start + n)
-            results.append(self.finish(session, d, (boxes_norm[part], low_res[part], ious[part])))
+            results.append(self.finish(session, d, tuple(t[start:start + n] for t in located)))
             start += n
         return results
+
+    def decode_locations(self, session: ImageSession, hidden_at: torch.Tensor):
+        """SAM on k ``<at>`` hidden states: (boxes_norm [k,4], low-res logits, ious [k], seg prompts [k,T,D])."""
+        boxes_norm, seg_prompts = self.model.locate(hidden_at)
+        low_res, ious = self.model.sam_masks(boxes_norm, self.sam_embedding(session), seg_prompts)
+        return boxes_norm, low_res, ious, seg_prompts
 
     def finish(self, session: ImageSession, decoded: Decoded, decoded_masks=None) -> GenerationResult:
         frame = session.frame
@@ -207,18 +219,28 @@ class NextChat:
                                     torch.zeros(0), torch.zeros((0, frame.height, frame.width), dtype=torch.bool),
                                     logits, None)
         if decoded_masks is None:
-            decoded_masks = self.model.decode_masks(torch.stack(decoded.at_hidden), self.sam_embedding(session))
-        boxes_norm, low_res, ious = decoded_masks
+            decoded_masks = self.decode_locations(session, torch.stack(decoded.at_hidden))
+        boxes_norm, low_res, ious, seg_prompts = decoded_masks
         boxes_norm = boxes_norm.float().cpu()
         masks = mask_logits_to_masks(upscale_mask_logits(low_res), frame).cpu()
         return GenerationResult(decoded.token_ids, text, boxes_norm, boxes_norm_to_pixels(boxes_norm, frame),
-                                ious.float().cpu(), masks, logits, low_res.float().cpu())
+                                ious.float().cpu(), masks, logits, low_res.float().cpu(), seg_prompts.float().cpu())
 
     # ------------------------------------------------------------------ what users reach for
     def ground(self, image: Image.Image, expression: str, max_new_tokens: int = 32) -> list[Region]:
         """Regions for a referring expression (REC/RES): one per located box, mask and score."""
-        result = self.run(image, prompts.referring(expression), [], DecodeOptions(max_new_tokens=max_new_tokens))
-        return self.regions(result, [expression] * len(result.boxes))
+        return self._ground_on(self.encode_image(image), expression, max_new_tokens)
+
+    def _ground_on(self, session: ImageSession, expression: str, max_new_tokens: int) -> list[Region]:
+        opts = DecodeOptions(max_new_tokens=max_new_tokens)
+        result = self._run_on(session, prompts.referring(expression), [], opts)
+        regions = self.regions(result, [expression] * len(result.boxes))
+        remembered = session.grounded
+        remembered.pop((expression, max_new_tokens), None)
+        remembered[(expression, max_new_tokens)] = [r.location for r in regions]
+        while len(remembered) > GROUNDED_PER_IMAGE:
+            remembered.pop(next(iter(remembered)))
+        return regions
 
     def ground_many(self, image: Image.Image, expressions: list[str], max_new_tokens: int = 32) -> list[list[Region]]:
         """``ground`` for each expression: the image encoded once, the prompts decoded as one batch."""
@@ -233,14 +255,55 @@ class NextChat:
                           DecodeOptions(max_new_tokens=max_new_tokens))
         return result.clean_text
 
-    @torch.no_grad()
-    def segment(self, image: Image.Image, box) -> Region:
-        """A mask for a given pixel-xyxy box (a drawn region): SAM's decoder prompted by the box alone."""
+    def segment(self, image: Image.Image, box=None, points=None, point_labels=None,
+                location: Location | None = None, phrase: str = "") -> Region:
+        """A mask from SAM's decoder for a drawn pixel-xyxy ``box`` and/or clicks ``points`` [(x, y), ...] in
+        pixels on the image (after its EXIF orientation) with ``point_labels`` (1 positive, 0 negative;
+        default all 1). ``location`` (a located Region's) adds that location's seg prompt tokens and, when no
+        ``box`` is given, its box. What SAM gets on each path: docs/point-prompts.md. The image session is
+        reused: on a cached image this is one mask-decoder call."""
+        return self._segment_on(self.encode_image(image), box, points, point_labels, location, phrase)
+
+    def refine(self, image: Image.Image, expression: str, points, point_labels=None, region_index: int = 0,
+               max_new_tokens: int = 32) -> Region:
+        """Region ``region_index`` of ``ground(image, expression)`` with its mask decoded again from its
+        location's seg prompt tokens and box plus the clicks (as in :meth:`segment`). The image session
+        remembers each expression's locations, so only the first refine of an expression decodes text."""
         session = self.encode_image(image)
-        norm = boxes_pixels_to_norm([list(map(float, box))], session.frame).to(self.device)
-        low_res, ious = self.model.sam_masks(norm, self.sam_embedding(session))
-        mask = mask_logits_to_masks(upscale_mask_logits(low_res), session.frame)[0].cpu().numpy()
-        return Region(box=clamp_box(box, session.frame), mask=mask, score=float(ious[0]), phrase="")
+        check_point_prompts(points, point_labels, session.frame)  # before any decoding
+        locations = session.grounded.get((expression, max_new_tokens))
+        if locations is None:
+            locations = [r.location for r in self._ground_on(session, expression, max_new_tokens)]
+        if not 0 <= region_index < len(locations):
+            raise ValueError(f"{expression!r} located {len(locations)} region(s) on this image; "
+                             f"region_index {region_index} is not one of them")
+        return self._segment_on(session, None, points, point_labels, locations[region_index], expression)
+
+    @torch.no_grad()
+    def _segment_on(self, session: ImageSession, box, points, point_labels, location: Location | None,
+                    phrase: str) -> Region:
+        frame = session.frame
+        clicks, labels = check_point_prompts(points, point_labels, frame)
+        if box is None and location is None and not clicks:
+            raise ValueError("segment needs a box, a location or at least one point; got none and 0 points")
+        if box is not None:
+            box = _pixel_box(box)
+            boxes_norm = boxes_pixels_to_norm([box], frame)
+        elif location is not None:
+            boxes_norm = location.box_norm.reshape(1, 4)
+        else:
+            boxes_norm = None
+        points_norm = points_pixels_to_norm(clicks, frame)[None].to(self.device) if clicks else None
+        labels_t = torch.tensor([labels], device=self.device) if clicks else None
+        seg_prompts = None if location is None else location.prompt_tokens[None].to(self.device)
+        low_res, ious = self.model.sam_masks(None if boxes_norm is None else boxes_norm.to(self.device),
+                                             self.sam_embedding(session), seg_prompts, points_norm, labels_t)
+        mask = mask_logits_to_masks(upscale_mask_logits(low_res), frame)[0].cpu().numpy()
+        if boxes_norm is not None:
+            region_box = clamp_box(boxes_norm_to_pixels(boxes_norm, frame)[0].tolist() if box is None else box, frame)
+        else:
+            region_box = _bounding_box(mask, clicks)
+        return Region(box=region_box, mask=mask, score=float(ious[0]), phrase=phrase, location=location)
 
     def caption(self, image: Image.Image, max_new_tokens: int = 128, forced_answer: str | None = None) -> Caption:
         """A grounded caption: the text and a region per located phrase. ``forced_answer`` (markup such as
@@ -270,9 +333,30 @@ class NextChat:
     def regions(result: GenerationResult, phrases: list[str]) -> list[Region]:
         """Regions of a result (boxes clamped to the image, whose size the masks carry)."""
         frame = ImageFrame(width=result.masks.shape[2], height=result.masks.shape[1])
+        seg_prompts = result.seg_prompts if result.seg_prompts is not None else [None] * len(result.boxes)
         return [Region(box=clamp_box(box.tolist(), frame), mask=mask.numpy().astype(bool), score=float(iou),
-                       phrase=phrase)
-                for box, mask, iou, phrase in zip(result.boxes, result.masks, result.ious, phrases)]
+                       phrase=phrase, location=None if tokens is None else Location(box_norm, tokens))
+                for box, mask, iou, phrase, box_norm, tokens in zip(result.boxes, result.masks, result.ious, phrases,
+                                                                    result.boxes_norm, seg_prompts)]
+
+
+def _pixel_box(box) -> list[float]:
+    try:
+        values = [float(v) for v in box]
+    except (TypeError, ValueError):
+        values = []
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise ValueError(f"a box is 4 numbers x1, y1, x2, y2 in pixels; got {box!r}")
+    return values
+
+
+def _bounding_box(mask: np.ndarray, clicks) -> tuple[float, float, float, float]:
+    """Pixel xyxy around a mask's pixels; around the clicks when the mask is empty."""
+    ys, xs = np.nonzero(mask)
+    if len(xs):
+        return (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
+    click_xs, click_ys = [x for x, _ in clicks], [y for _, y in clicks]
+    return (min(click_xs), min(click_ys), max(click_xs), max(click_ys))
 
 
 def _content_key(image: Image.Image) -> str:

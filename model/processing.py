@@ -8,6 +8,7 @@ Frames:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,6 +81,38 @@ def boxes_norm_to_pixels(boxes_norm, frame: ImageFrame) -> torch.Tensor:
     pad_x, pad_y = frame.pad_xy
     shift = torch.tensor([pad_x, pad_y, pad_x, pad_y], dtype=torch.float32)
     return boxes * frame.long_side - shift
+
+
+def points_pixels_to_norm(points_xy, frame: ImageFrame) -> torch.Tensor:
+    """Pixel (x, y) on the image -> normalised (x, y) in the square [n,2]: the frame of
+    :func:`boxes_pixels_to_norm`; times 1024 it is SAM's centre-padded input frame."""
+    points = torch.as_tensor(points_xy, dtype=torch.float64).reshape(-1, 2)
+    shift = torch.tensor(frame.pad_xy, dtype=torch.float64)
+    return ((points + shift) / frame.long_side).float()
+
+
+def check_point_prompts(points, point_labels, frame: ImageFrame) -> tuple[list[tuple[float, float]], list[int]]:
+    """Clicks as ``(x, y)`` pixels on the image (edges included) and their labels, 1 (positive: part of the
+    object) or 0 (negative: not part of it); no labels means all positive. ValueError names the bad one."""
+    points = [] if points is None else list(points)
+    labels = [1] * len(points) if point_labels is None else list(point_labels)
+    if len(labels) != len(points):
+        raise ValueError(f"{len(labels)} point label(s) for {len(points)} point(s); give one label per point")
+    clicks = []
+    for index, point in enumerate(points):
+        try:
+            if isinstance(point, (str, bytes)):
+                raise TypeError
+            x, y = (float(v) for v in point)
+        except (TypeError, ValueError):
+            raise ValueError(f"point {index} is {point!r}; a point is two numbers (x, y) in pixels") from None
+        if not (math.isfinite(x) and math.isfinite(y) and 0 <= x <= frame.width and 0 <= y <= frame.height):
+            raise ValueError(f"point {index} ({x:g}, {y:g}) lies outside the {frame.width}x{frame.height} image")
+        clicks.append((x, y))
+    for index, label in enumerate(labels):
+        if isinstance(label, (str, bytes)) or label not in (0, 1):
+            raise ValueError(f"point label {index} is {label!r}; use 1 (positive) or 0 (negative)")
+    return clicks, [int(label) for label in labels]
 
 
 def clamp_box(box_xyxy, frame: ImageFrame) -> tuple[float, float, float, float]:

@@ -23,6 +23,7 @@ class GenerationResult:
     masks: torch.Tensor             # [k,H,W] bool at the original size, not filtered by iou
     logits: torch.Tensor | None = None              # [steps,V] with output_logits=True
     low_res_mask_logits: torch.Tensor | None = None  # [k,1,256,256] SAM decoder output
+    seg_prompts: torch.Tensor | None = None          # [k,T,D] seg_prompt_mlp tokens SAM got per location
 
     def mask_logits_1024(self) -> torch.Tensor:
         """[k,1,1024,1024] mask logits in the padded SAM frame (as the release returns them)."""
@@ -36,12 +37,21 @@ class GenerationResult:
         return clean_answer(self.text)
 
 
+@dataclass(frozen=True, eq=False)
+class Location:
+    """What SAM got from the language model for one ``<at>``: kept so that clicks can refine its mask."""
+
+    box_norm: torch.Tensor                   # [4] loc_decoder output, normalised xyxy in the square, not clamped
+    prompt_tokens: torch.Tensor              # [T,D] seg_prompt_mlp tokens (T=4, D = SAM's prompt width)
+
+
 @dataclass
 class Region:
     box: tuple[float, float, float, float]   # pixel xyxy, clamped to the image
     mask: np.ndarray                         # bool [H,W]
     score: float                             # SAM iou prediction
     phrase: str                              # what the region stands for
+    location: Location | None = field(default=None, repr=False, compare=False)  # for regions the model located
 
 
 @dataclass

@@ -26,6 +26,8 @@ class ImageSession:
     sam_embedding: torch.Tensor | None = None    # [1, C, 64, 64], computed on first use
     prefix_ids: list[int] = field(default_factory=list)
     prefix_cache: DynamicCache | None = None     # KV of prefix_ids, batch 1
+    # (expression, max_new_tokens) -> Location of each region ``ground`` found, for clicks that refine them
+    grounded: dict = field(default_factory=dict)
 
     @property
     def prefix_len(self) -> int:
