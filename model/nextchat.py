@@ -142,11 +142,14 @@ class NextChat:
             decoded = decode_single(step, logits[0], self.ids, opts)
         return self.finish(session, decoded)
 
-    @torch.no_grad()
     def run_batch(self, image: Image.Image, turns: list[prompts.UserTurn],
                   max_new_tokens: int) -> list[GenerationResult]:
         """Greedy answers to many prompts about one image, decoded together (same ids as :meth:`run`)."""
-        session = self.encode_image(image)
+        return self._run_batch_on(self.encode_image(image), turns, max_new_tokens)
+
+    @torch.no_grad()
+    def _run_batch_on(self, session: ImageSession, turns: list[prompts.UserTurn],
+                      max_new_tokens: int) -> list[GenerationResult]:
         results: list[GenerationResult] = []
         for start in range(0, len(turns), self.max_batch):
             chunk = [self.suffix_embeddings(session, turn, []) for turn in turns[start:start + self.max_batch]]
@@ -235,6 +238,11 @@ class NextChat:
         opts = DecodeOptions(max_new_tokens=max_new_tokens)
         result = self._run_on(session, prompts.referring(expression), [], opts)
         regions = self.regions(result, [expression] * len(result.boxes))
+        return self._remember(session, expression, max_new_tokens, regions)
+
+    @staticmethod
+    def _remember(session: ImageSession, expression: str, max_new_tokens: int, regions: list[Region]) -> list[Region]:
+        """Keep the locations ``expression`` gave on this image, for :meth:`refine` (the oldest go first)."""
         remembered = session.grounded
         remembered.pop((expression, max_new_tokens), None)
         remembered[(expression, max_new_tokens)] = [r.location for r in regions]
@@ -246,8 +254,10 @@ class NextChat:
         """``ground`` for each expression: the image encoded once, the prompts decoded as one batch."""
         if not expressions:
             return []
-        results = self.run_batch(image, [prompts.referring(e) for e in expressions], max_new_tokens)
-        return [self.regions(r, [e] * len(r.boxes)) for r, e in zip(results, expressions)]
+        session = self.encode_image(image)
+        results = self._run_batch_on(session, [prompts.referring(e) for e in expressions], max_new_tokens)
+        return [self._remember(session, e, max_new_tokens, self.regions(r, [e] * len(r.boxes)))
+                for r, e in zip(results, expressions)]
 
     def describe(self, image: Image.Image, box, max_new_tokens: int = 64) -> str:
         """A description of one pixel-xyxy region (REG)."""

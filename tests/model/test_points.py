@@ -230,6 +230,18 @@ def test_refine_on_a_new_image_decodes_the_expression_once(nc_loc):
     assert first.location is nc_loc.encode_image(image).grounded[("the red square", 32)][0]
 
 
+def test_refine_after_ground_many_decodes_no_text(nc_loc):
+    image = noise(96, 64, seed=9)
+    (regions,) = nc_loc.ground_many(image, ["the red square"])
+    llm_calls = []
+    hook = nc_loc.model.model.register_forward_hook(lambda *_: llm_calls.append(1))
+    try:
+        refined = nc_loc.refine(image, "the red square", [(10, 10)])
+    finally:
+        hook.remove()
+    assert llm_calls == [] and refined.location is regions[0].location
+
+
 def test_refine_of_a_missing_region_says_how_many_there_are(nc_loc):
     with pytest.raises(ValueError, match=r"located 1 region\(s\).*region_index 3"):
         nc_loc.refine(Image.open(C5 / "image.png"), "the red square", [(1, 1)], region_index=3)
