@@ -142,14 +142,11 @@ class NextChat:
             decoded = decode_single(step, logits[0], self.ids, opts)
         return self.finish(session, decoded)
 
+    @torch.no_grad()
     def run_batch(self, image: Image.Image, turns: list[prompts.UserTurn],
                   max_new_tokens: int) -> list[GenerationResult]:
         """Greedy answers to many prompts about one image, decoded together (same ids as :meth:`run`)."""
-        return self._run_batch_on(self.encode_image(image), turns, max_new_tokens)
-
-    @torch.no_grad()
-    def _run_batch_on(self, session: ImageSession, turns: list[prompts.UserTurn],
-                      max_new_tokens: int) -> list[GenerationResult]:
+        session = self.encode_image(image)
         results: list[GenerationResult] = []
         for start in range(0, len(turns), self.max_batch):
             chunk = [self.suffix_embeddings(session, turn, []) for turn in turns[start:start + self.max_batch]]
@@ -254,10 +251,14 @@ class NextChat:
         """``ground`` for each expression: the image encoded once, the prompts decoded as one batch."""
         if not expressions:
             return []
-        session = self.encode_image(image)
-        results = self._run_batch_on(session, [prompts.referring(e) for e in expressions], max_new_tokens)
-        return [self._remember(session, e, max_new_tokens, self.regions(r, [e] * len(r.boxes)))
-                for r, e in zip(results, expressions)]
+        results = self.run_batch(image, [prompts.referring(e) for e in expressions], max_new_tokens)
+        regions = [self.regions(r, [e] * len(r.boxes)) for r, e in zip(results, expressions)]
+        with self._lock:
+            session = self._image_cache.get(_content_key(to_rgb(image)))   # the one run_batch used, if kept
+        if session is not None:
+            for expression, found in zip(expressions, regions):
+                self._remember(session, expression, max_new_tokens, found)
+        return regions
 
     def describe(self, image: Image.Image, box, max_new_tokens: int = 64) -> str:
         """A description of one pixel-xyxy region (REG)."""
