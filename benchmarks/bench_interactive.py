@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -100,7 +101,8 @@ def run(args) -> dict:
                                   "threads": torch.get_num_threads(), "device": str(device),
                                   "dtype": str(args.dtype).replace("torch.", ""), "size": args.size,
                                   "image_size": list(args.image_wh), "repeats": args.repeats,
-                                  "model_version": nc.model_version,
+                                  "model_version": nc.model_version, "cpu_count": os.cpu_count(),
+                                  "load_average_1m_at_start": round(os.getloadavg()[0], 2),
                                   "gpu" if device.type == "cuda" else "cpu":
                                       torch.cuda.get_device_name(device) if device.type == "cuda"
                                       else platform.processor() or platform.machine()},
