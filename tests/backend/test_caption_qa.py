@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from backend.labeling import parse_label_config
-from backend.predictor import load_model
+from backend.predict.holder import load_model
 from backend.settings import load_settings
+from backend.studio.labeling import parse_label_config
 from tests.backend.fakes import (
     check_results_fit_config,
     data_uri,
@@ -214,7 +214,7 @@ def test_grounded_caption_region_by_region(nextchat):
 
 def test_caption_labels_with_spaces_and_special_characters(nextchat, caplog):
     model = ForcedAnswers(nextchat, caption=SPECIAL_CAPTION)
-    with caplog.at_level(logging.INFO, logger="backend.predictor"):
+    with caplog.at_level(logging.INFO, logger="backend.predict"):
         result = post(make_app(model).test_client(), [ls_task(1, scene_uri())], SPECIAL_CONFIG)
 
     caption = model.calls[0][1]
@@ -237,7 +237,7 @@ def test_caption_labels_with_spaces_and_special_characters(nextchat, caplog):
 def test_caption_phrase_without_label_or_catch_all_keeps_only_its_text(nextchat, caplog):
     config = SPECIAL_CONFIG.replace('<Label value="thing" catch_all="true"/>', "")
     model = ForcedAnswers(nextchat, caption=SPECIAL_CAPTION)
-    with caplog.at_level(logging.INFO, logger="backend.predictor"):
+    with caplog.at_level(logging.INFO, logger="backend.predict"):
         result = post(make_app(model).test_client(), [ls_task(1, scene_uri())], config)
     caption = model.calls[0][1]
     check_regions(result, config, caption.regions, [

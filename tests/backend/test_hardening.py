@@ -435,7 +435,7 @@ def test_serve_without_checkpoint_and_unknown_commands_fail_in_one_line(monkeypa
 
 
 def test_threads_cover_running_and_queued_requests():
-    from backend.gunicorn_conf import gunicorn_options
+    from backend.http.gunicorn_conf import gunicorn_options
     from backend.settings import load_settings
 
     options = gunicorn_options(load_settings({"MAX_CONCURRENCY": "2", "MAX_QUEUE": "16"}))
@@ -460,7 +460,7 @@ def test_deadline_stops_real_decoding_and_the_task_is_left_for_later(random_tiny
 
     nc.run_batch = run_batch_then_expire
     client = make_app(nc).test_client()
-    from backend import limits
+    from backend import deadline as limits
     real_expired = limits.Deadline.expired
     limits.Deadline.expired = lambda self: expired["now"] or real_expired(self)
     try:
@@ -476,7 +476,7 @@ def test_gpu_lock_serves_an_urgent_waiter_first():
     """An annotator's interactive call waiting on the GPU goes before the next call of a running batch."""
     import threading
 
-    from backend.limits import PriorityLock
+    from backend.predict.gpu_lock import PriorityLock
 
     lock = PriorityLock()
     order: list[str] = []
