@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from backend.studio.geometry import check_size
 from backend.studio.labeling import TextAreaControl
-from backend.studio.results.common import new_region_id, region_result
+from backend.studio.results.common import ShapeResultBuilder, new_region_id, region_result
 
 _GEOMETRY_KEYS = ("x", "y", "width", "height", "rotation", "points", "closed")
 
@@ -18,7 +17,7 @@ def shape_geometry(shape_result: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value[key] for key in _GEOMETRY_KEYS if key in value}
 
 
-class RegionTextAreaResult:
+class RegionTextAreaResult(ShapeResultBuilder):
     """A ``perRegion="true"`` TextArea: text attached to the shape with the same id.
 
     Label Studio links per-region results only by a shared ``id`` (docs/label-studio.md);
@@ -26,15 +25,6 @@ class RegionTextAreaResult:
     """
 
     result_type = "textarea"
-
-    def __init__(self, from_name: str, to_name: str, width: int, height: int) -> None:
-        check_size(width, height)
-        self.from_name, self.to_name = from_name, to_name
-        self.width, self.height = int(width), int(height)
-
-    @classmethod
-    def for_control(cls, control: TextAreaControl, width: int, height: int):
-        return cls(control.name, control.to_name, width, height)
 
     def build(self, text: str, region_id: str,
               geometry: Mapping[str, Any] | None = None) -> dict[str, Any]:
