@@ -19,14 +19,16 @@ from flask import Flask, jsonify, request
 
 from backend.deadline import Deadline
 from backend.export.live import LIVE_EVENTS
-from backend.http.admission import Admission
+from backend.http.admission import Admission, Overloaded
 from backend.http.auth import auth_required, is_authorized
 from backend.http.body import checked_config, read_json_body, validate_predict_body
 from backend.http.errors import error_reply, register_error_handlers
 from backend.images import ImageLoader
 from backend.predict.contract import NextChatModel
+from backend.predict.errors import InvalidContext, ModelUnavailable
 from backend.predict.holder import ModelHolder, load_model
 from backend.predict.predictor import Predictor
+from backend.predict.refusals import refusal_entry
 from backend.settings import Settings, load_settings
 
 log = logging.getLogger("backend.http")
@@ -140,9 +142,14 @@ def register_routes(app: Flask, service: Service) -> None:
     def predict():
         deadline = Deadline.after(settings.request_deadline_s)
         tasks, config, context = validate_predict_body(read_json_body(settings.max_request_bytes), settings)
-        holder.require()
-        with service.admission.slot(deadline):
-            results = service.predictor.predict(tasks, config, context, deadline)
+        try:
+            holder.require()
+            with service.admission.slot(deadline):
+                results = service.predictor.predict(tasks, config, context, deadline)
+        except (InvalidContext, ModelUnavailable, Overloaded) as exc:
+            if context is None:
+                raise  # the HTTP status, for callers that read it (backend.http.errors)
+            return jsonify({"results": [interactive_refusal(exc, config, context, service)]})
         service.counters.count(predict_requests=1, tasks=len(tasks))
         return jsonify({"results": results})
 
@@ -161,6 +168,20 @@ def register_routes(app: Flask, service: Service) -> None:
         snapshot.update(service.admission.snapshot())
         snapshot["model_ready"] = holder.state().ready
         return jsonify(snapshot)
+
+
+def interactive_refusal(exc: Exception, config, context: dict, service: Service) -> dict:
+    """A refused interactive call answered with 200 and its reason where the annotator looks
+    (backend.predict.refusals); busy and loading say when to try again."""
+    reason = exc.reason if isinstance(exc, Overloaded) else str(exc)
+    retry_after_s = exc.retry_after_s if isinstance(exc, Overloaded) else None
+    if isinstance(exc, ModelUnavailable):
+        retry_after_s = service.settings.retry_after_s
+    if retry_after_s is not None:
+        reason = f"{reason}; try again in {retry_after_s} s"
+    log.warning("interactive call refused: %s", reason)
+    service.counters.count(interactive_refusals=1)
+    return refusal_entry(config, context, reason, service.holder.state().model_version)
 
 
 def webhook_reply(body: dict, service: Service) -> dict:

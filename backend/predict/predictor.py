@@ -74,8 +74,13 @@ class Predictor:
         except (InvalidContext, ModelUnavailable):
             raise
         except OutOfTime:
+            if context is not None:  # an annotator is waiting: say so (backend.predict.refusals)
+                raise InvalidContext(f"no answer within REQUEST_DEADLINE_S={self.settings.request_deadline_s:g} s; "
+                                     "try again") from None
             return not_reached(task, model_version)
         except (ImageError, TaskError) as exc:
+            if context is not None:
+                raise InvalidContext(f"cannot use the task: {exc}") from None
             log.warning("task %s: no prediction: %s", task_id, exc)
             return prediction_entry([], model_version)
         except Exception as exc:  # noqa: BLE001 - one bad task must not sink the batch

@@ -83,6 +83,10 @@ class FakeNextChat:
             self.calls.append((method, *args))
         if self.delay_s:
             time.sleep(self.delay_s)
+        if self._should_stop():  # as the real model, which checks before every decode step
+            from model.decoding import GenerationStopped
+
+            raise GenerationStopped("stopped by the caller's deadline")
         error = self.raise_on.get(method)
         if error is not None:
             raise error
@@ -125,7 +129,7 @@ class FakeNextChat:
 
     @contextmanager
     def stop_when(self, should_stop):
-        """As model.NextChat.stop_when: within the block, a call checks ``should_stop`` as it starts."""
+        """As model.NextChat.stop_when: within the block, a call checks ``should_stop`` after its delay."""
         previous, self._should_stop = self._should_stop, should_stop
         try:
             yield self

@@ -327,7 +327,9 @@ def test_question_about_a_box_in_the_annotators_draft(nextchat):
     assert model.calls[-1][1:3] == ("How many dogs are there?", [])
 
 
-def test_question_naming_a_box_that_is_not_there_is_a_400(nextchat):
+def test_question_naming_a_box_that_is_not_there_is_refused_in_the_question_area(nextchat):
+    from backend.studio.results.textarea import MESSAGE_PREFIX
+
     model = ForcedAnswers(nextchat)
     client = make_app(model).test_client()
     config = label_config("region_qa.xml")
@@ -336,7 +338,9 @@ def test_question_naming_a_box_that_is_not_there_is_a_400(nextchat):
         if "[3]" in question:
             context["result"].append(drawn_rectangle(10, 25, 40, 50))
         reply = client.post("/predict", json=predict_body([ls_task(1, scene_uri())], config, context))
-        assert reply.status_code == 400
-        error = reply.get_json()["error"]
-        assert "box" in error and "\n" not in error and "Traceback" not in error
+        assert reply.status_code == 200
+        (item,) = reply.get_json()["results"][0]["result"]  # only the question's TextArea, nothing stored
+        typed, message = item["value"]["text"]
+        assert item["from_name"] == "question" and typed == question
+        assert message.startswith(MESSAGE_PREFIX) and "box" in message and "\n" not in message
     assert model.calls == []  # refused before the model ran, or the model refused the prompt

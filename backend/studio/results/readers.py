@@ -20,6 +20,7 @@ from backend.studio.geometry import (
     rectangle_value_to_corners,
     rectangle_value_to_pixels,
 )
+from backend.studio.results.textarea import MESSAGE_PREFIX
 
 
 def _size(result: Mapping[str, Any], width: int | None, height: int | None) -> tuple[int, int]:
@@ -54,12 +55,13 @@ def result_labels(result: Mapping[str, Any]) -> list[str]:
 
 
 def result_texts(result: Mapping[str, Any]) -> list[str]:
-    """A TextArea result's texts (value.text is a list of strings, or one string), as given."""
+    """A TextArea result's texts (value.text is a list of strings, or one string), as given, without the
+    backend's own messages (MESSAGE_PREFIX): those are never prompts, descriptions or expressions."""
     value = result.get("value")
     texts = value.get("text", []) if isinstance(value, Mapping) else []
     if isinstance(texts, str):
-        return [texts]
-    return [str(text) for text in texts or [] if isinstance(text, str)]
+        texts = [texts]
+    return [str(text) for text in texts or [] if isinstance(text, str) and not text.startswith(MESSAGE_PREFIX)]
 
 
 def result_text(result: Mapping[str, Any]) -> str:

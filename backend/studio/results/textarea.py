@@ -9,6 +9,9 @@ from backend.studio.labeling import TextAreaControl
 from backend.studio.results.common import ShapeResultBuilder, new_region_id, region_result
 
 _GEOMETRY_KEYS = ("x", "y", "width", "height", "rotation", "points", "closed")
+# marks a text the backend wrote to tell the annotator something (a refused interactive call): never a
+# prompt, a description or an expression when read back (readers.result_texts drops it)
+MESSAGE_PREFIX = "⚠ NExT-Chat: "
 
 
 def shape_geometry(shape_result: Mapping[str, Any]) -> dict[str, Any]:
@@ -50,7 +53,11 @@ class TextAreaResult:
     def for_control(cls, control: TextAreaControl):
         return cls(control.name, control.to_name)
 
-    def build(self, text: str, *, region_id: str | None = None) -> dict[str, Any]:
+    def build(self, text: str, *, region_id: str | None = None, message: str | None = None) -> dict[str, Any]:
+        """``text`` (none when empty) and, when given, a backend ``message`` as its own marked line."""
+        texts = [str(text)] if str(text) else []
+        if message:
+            texts.append(MESSAGE_PREFIX + " ".join(message.split()))
         return {"id": region_id or new_region_id(), "from_name": self.from_name,
                 "to_name": self.to_name, "type": self.result_type,
-                "value": {"text": [str(text)]}, "readonly": False}
+                "value": {"text": texts}, "readonly": False}
