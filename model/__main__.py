@@ -23,6 +23,8 @@ def parse_args(argv):
     parser.add_argument("--task", choices=["chat", "ground", "describe", "caption"], default="chat")
     parser.add_argument("--box", action="append", default=[], metavar="X1,Y1,X2,Y2",
                         help="an input box in pixels (repeatable; reference it in TEXT as [0], [1])")
+    parser.add_argument("--delta", default=None, metavar="PATH",
+                        help="a stage-3 delta (RUN/delta.safetensors from python -m model.stage3) to apply")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="fp32")
     parser.add_argument("--max-new-tokens", type=int, default=64)
@@ -49,7 +51,7 @@ def run(args) -> dict:
     boxes = [parse_box(b) for b in args.box]
     image = to_rgb(Image.open(args.image))
     nc = NextChat.from_pretrained(args.checkpoint, vision_tower=args.vision_tower, device=args.device,
-                                  dtype=args.dtype)
+                                  dtype=args.dtype, delta=args.delta)
     if args.task == "ground":
         regions, answer = nc.ground(image, args.text, max_new_tokens=args.max_new_tokens), None
     elif args.task == "describe":
