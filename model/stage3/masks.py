@@ -100,15 +100,15 @@ class TrainableHeads(nn.Module):
 
     def release_state(self) -> dict[str, torch.Tensor]:
         """The trained tensors under the release's key names, fp32 on the CPU."""
-        return {release_name(_model_key(name)): tensor.detach().float().cpu().clone()
+        return {release_name(model_key(name)): tensor.detach().float().cpu().clone()
                 for name, tensor in self.state_dict().items()}
 
     def load_release_state(self, state: dict[str, torch.Tensor]) -> None:
         with torch.no_grad():
             for name, tensor in self.state_dict().items():
-                tensor.copy_(state[release_name(_model_key(name))].to(tensor.device, tensor.dtype))
+                tensor.copy_(state[release_name(model_key(name))].to(tensor.device, tensor.dtype))
 
 
-def _model_key(head_key: str) -> str:
+def model_key(head_key: str) -> str:
     """A TrainableHeads key -> the NextChatModel key of the same tensor."""
     return "sam." + head_key if head_key.startswith("mask_decoder.") else head_key
