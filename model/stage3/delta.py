@@ -7,7 +7,7 @@ not differences: applying one replaces the trainable tensors whatever was applie
 
 The base hash covers every tensor of the NExT-Chat checkpoint except the trained ones, each rounded to
 bfloat16 first, so the same checkpoint loaded in fp32 or bf16 gives the same hash. The short id of a delta
-(8 hex digits of the file's sha256) names the model version: ``nextchat-NAME+ft3.<id>``.
+(8 hex digits of a sha256 over its tensors and metadata) names the model version: ``nextchat-NAME+ft3.<id>``.
 """
 
 from __future__ import annotations
@@ -78,11 +78,18 @@ def save_delta(path: str | Path, tensors: dict[str, torch.Tensor], base_hash: st
     tmp = path.with_name(path.name + ".tmp")
     save_file(contiguous, str(tmp), metadata=metadata)
     tmp.replace(path)
-    return Delta(contiguous, base_hash, base_checkpoint, info, short_id=file_short_id(path), path=path)
+    return Delta(contiguous, base_hash, base_checkpoint, info, short_id=content_id(contiguous, metadata), path=path)
 
 
-def file_short_id(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:8]
+def content_id(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
+    """8 hex digits of a sha256 over the metadata and tensors in a canonical order (the file's own bytes
+    are not canonical: safetensors writes its metadata in no fixed order)."""
+    digest = hashlib.sha256(json.dumps(metadata, sort_keys=True).encode())
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().float().cpu().contiguous()
+        digest.update(f"{name}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:8]
 
 
 def read_delta(path: str | Path) -> Delta:
@@ -107,7 +114,7 @@ def read_delta(path: str | Path) -> Delta:
     except ValueError:
         raise DeltaError(f"delta {path}: its info metadata is not JSON") from None
     return Delta(tensors, metadata.get("base_hash", ""), metadata.get("base_checkpoint", ""), info,
-                 short_id=file_short_id(path), path=path)
+                 short_id=content_id(tensors, metadata), path=path)
 
 
 # ---------------------------------------------------------------------------- checks and applying
