@@ -27,9 +27,13 @@ iou-mse, each averaged over the masks.  --template reference-pool: one of the re
 sample and epoch (default: the one the backend asks, "Where is <expr> in the image?")."""
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The description and epilog as written, every option's default shown."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m model.stage3", description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=_HelpFormatter)
     parser.add_argument("data_dir", metavar="DATA_DIR", help="stage-3 data: res.jsonl + images/")
     parser.add_argument("--checkpoint", required=True, help="NExT-Chat checkpoint folder or hub id")
     parser.add_argument("--vision-tower", default=None, help="CLIP tower folder or hub id")

@@ -153,7 +153,7 @@ def teacher_forced_at_hidden(nc, image: Image.Image, turns: list[prompts.UserTur
     session = nc.encode_image(image)
     out = []
     for start in range(0, len(turns), nc.max_batch):
-        chunk = [_suffix_with_answer(nc, session, turn) for turn in turns[start:start + nc.max_batch]]
+        chunk = [suffix_with_answer(nc, session, turn) for turn in turns[start:start + nc.max_batch]]
         lengths = [len(e) for e in chunk]
         width = max(lengths)
         padded = torch.stack([torch.cat([e.new_zeros((width - len(e), e.shape[1])), e]) for e in chunk])
@@ -167,7 +167,7 @@ def teacher_forced_at_hidden(nc, image: Image.Image, turns: list[prompts.UserTur
     return torch.cat(out)
 
 
-def _suffix_with_answer(nc, session, turn: prompts.UserTurn) -> torch.Tensor:
+def suffix_with_answer(nc, session, turn: prompts.UserTurn) -> torch.Tensor:
     """[S,H] embeddings after the image prefix: the question, ``ASSISTANT:`` and ``Answer: <at>``."""
     prompt_ids = nc.prompt_ids(turn)
     full_ids = nc.tokenizer.encode(prompts.render(turn, nc.tower.num_patches) + [(ANSWER_MARKUP, True)])
