@@ -31,35 +31,37 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
     """The description and epilog as written, every option's default shown."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m model.stage3", description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=_HelpFormatter)
+def build_parser(prog: str = "python -m model.stage3") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EPILOG, formatter_class=_HelpFormatter)
     parser.add_argument("data_dir", metavar="DATA_DIR", help="stage-3 data: res.jsonl + images/")
     parser.add_argument("--checkpoint", required=True, help="NExT-Chat checkpoint folder or hub id")
     parser.add_argument("--vision-tower", default=None, help="CLIP tower folder or hub id")
     parser.add_argument("--out", required=True, metavar="RUN", help="output folder (delta + metrics)")
     parser.add_argument("--init-delta", default=None, metavar="PATH",
                         help="start from this delta's tensors instead of the checkpoint's")
-    parser.add_argument("--loss", choices=["reference", "clean"], default="reference")
+    parser.add_argument("--loss", choices=["reference", "clean"], default="reference",
+                        help="the release's SamLoss with its quirks, or the intended one (see below)")
     parser.add_argument("--expression", choices=["first", "random"], default="random",
                         help="which of a record's expressions a sample uses (random: drawn per epoch)")
-    parser.add_argument("--order", choices=["file", "shuffle"], default="shuffle")
-    parser.add_argument("--template", choices=["backend", "reference-pool"], default="backend")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--order", choices=["file", "shuffle"], default="shuffle",
+                        help="records per epoch in file order, or shuffled (seeded per epoch)")
+    parser.add_argument("--template", choices=["backend", "reference-pool"], default="backend",
+                        help="the question a sample asks")
+    parser.add_argument("--batch-size", type=int, default=8, help="masks per optimizer step")
+    parser.add_argument("--epochs", type=int, default=3, help="passes over the training split")
     parser.add_argument("--max-steps", type=int, default=None, help="total optimizer steps (overrides --epochs)")
-    parser.add_argument("--lr", type=float, default=2e-5)
-    parser.add_argument("--warmup-ratio", type=float, default=0.03)
-    parser.add_argument("--weight-decay", type=float, default=0.0)
+    parser.add_argument("--lr", type=float, default=2e-5, help="peak learning rate (cosine schedule)")
+    parser.add_argument("--warmup-ratio", type=float, default=0.03, help="warm-up steps = ceil(steps x ratio)")
+    parser.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay")
     parser.add_argument("--val-fraction", type=float, default=0.1,
                         help="fraction of images held out (split by image, stable as records are added)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the order, expression and template draws")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--dtype", default="fp32", help="frozen model dtype; bf16 also autocasts the heads on CUDA")
     parser.add_argument("--cache", default=None, metavar="DIR", help="feature cache folder (default: memory only)")
     parser.add_argument("--eval-e2e", action="store_true",
                         help="also measure cIoU through ground() (free-running) before and after")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
 
@@ -91,8 +93,9 @@ def run(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m model.stage3") -> int:
+    """The command line; ``prog`` names it in --help (e.g. when another CLI exposes it as a subcommand)."""
+    args = build_parser(prog).parse_args(argv)
     logging.disable(logging.WARNING)
     try:
         return run(args)

@@ -26,12 +26,14 @@ class FinetuneOutcome:
 
 
 def finetune(nc, data_dir, out_dir, config: TrainConfig, *, cache_dir=None, progress: bool = False,
-             eval_e2e: bool = False, model_lock=None, store: FeatureStore | None = None) -> FinetuneOutcome:
+             eval_e2e: bool = False, model_lock=None, store: FeatureStore | None = None,
+             on_step=None) -> FinetuneOutcome:
     """Train on ``data_dir`` (what the export writes) starting from ``nc``'s current trainable tensors and
     write ``out_dir/delta.safetensors`` and ``out_dir/metrics.json``. ``nc`` itself is not changed, except
     with ``eval_e2e``: then the new delta is applied to it to measure ``ground()`` after training. Feature
     computation and the end-to-end evaluation run inside ``model_lock`` (a context manager) when given.
-    ``store``: a FeatureStore of ``nc`` to reuse (a long-lived process keeps one across runs)."""
+    ``store``: a FeatureStore of ``nc`` to reuse (a long-lived process keeps one across runs).
+    ``on_step(record, total_steps)``: called after every optimizer step."""
     lock = model_lock if model_lock is not None else contextlib.nullcontext()
     out_dir = Path(out_dir)
     records = read_records(data_dir)
@@ -39,7 +41,7 @@ def finetune(nc, data_dir, out_dir, config: TrainConfig, *, cache_dir=None, prog
         with lock:
             store = FeatureStore(nc, cache_dir)
     data = Stage3Data(data_dir, records, store)
-    trainer = Stage3Trainer(nc, data, config, progress=progress)
+    trainer = Stage3Trainer(nc, data, config, progress=progress, on_step=on_step)
     with lock:
         trainer.prepare()
     e2e_queries = eval_queries(trainer.val_indices or trainer.train_indices, records)

@@ -98,6 +98,8 @@ class Stage3Data:
         for query in dict.fromkeys(queries):
             if query not in self._samples:
                 by_image.setdefault(self.records[query.record_index].img_path, []).append(query)
+        if not by_image:
+            return
         for img_path, group in tqdm(by_image.items(), desc="features", unit="image", disable=not progress):
             image = load_image(self.data_dir, self.records[group[0].record_index])
             key = self._image_keys.setdefault(img_path, image_content_key(image))

@@ -78,9 +78,10 @@ class TrainResult:
 
 
 class Stage3Trainer:
-    def __init__(self, nc, data: Stage3Data, config: TrainConfig, progress: bool = False):
+    def __init__(self, nc, data: Stage3Data, config: TrainConfig, progress: bool = False, on_step=None):
+        """``on_step(record, total_steps)`` is called after every optimizer step (a job's status)."""
         config.validate()
-        self.nc, self.data, self.config, self.progress = nc, data, config, progress
+        self.nc, self.data, self.config, self.progress, self.on_step = nc, data, config, progress, on_step
         self.device = nc.device
         self.heads = TrainableHeads(nc.model).to(self.device)
         self.train_indices, self.val_indices = split_by_image(data.records, config.val_fraction)
@@ -183,6 +184,8 @@ class Stage3Trainer:
             steps.append(StepRecord(step + 1, epoch + 1, [q.record_index for q in queries], lr, values["loss"],
                                     values["focal_x20"], values["dice"], values["iou_mse"], grad_norm, coef))
             bar.set_postfix(loss=f"{values['loss']:.4f}", lr=f"{lr:.2e}")
+            if self.on_step is not None:
+                self.on_step(steps[-1], self.total_steps)
             if val_eval and (index == self.batches_per_epoch - 1 or step == self.total_steps - 1):
                 val = self.evaluate(val_eval)
                 epoch_metrics.append({"epoch": epoch + 1, "step": step + 1, "val": val})
