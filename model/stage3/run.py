@@ -41,8 +41,8 @@ def finetune(nc, data_dir, out_dir, config: TrainConfig, *, cache_dir=None, prog
         with lock:
             store = FeatureStore(nc, cache_dir)
     data = Stage3Data(data_dir, records, store)
-    trainer = Stage3Trainer(nc, data, config, progress=progress, on_step=on_step)
-    with lock:
+    with lock:  # the trainer copies the served model's trainable tensors; features run the model
+        trainer = Stage3Trainer(nc, data, config, progress=progress, on_step=on_step)
         trainer.prepare()
     e2e_queries = eval_queries(trainer.val_indices or trainer.train_indices, records)
     e2e = {}

@@ -9,7 +9,7 @@ import pytest
 
 from model.stage3 import TrainConfig, finetune
 from model.stage3.features import FeatureStore
-from tests.model.stage3_common import DATA_DIR, one_thread, shared_model
+from tests.model.stage3_common import DATA_DIR, load_model, one_thread, shared_model
 
 single_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
 
@@ -37,3 +37,14 @@ def test_loss_falls_and_ciou_rises(one_record, loss, tmp_path):
     assert after["failed"] == 0
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert written["metrics"]["after"]["train"] == after and len(written["steps"]) == 10
+
+
+def test_end_to_end_evaluation_applies_the_new_delta(one_record, tmp_path):
+    folder, _ = one_record
+    nc = load_model()
+    config = TrainConfig(expression="first", order="file", batch_size=1, max_steps=2, lr=1e-3, val_fraction=0.0)
+    outcome = finetune(nc, folder, tmp_path, config, eval_e2e=True)
+    e2e = outcome.metrics["end_to_end"]
+    assert e2e["split"] == "train" and e2e["before"]["count"] == e2e["after"]["count"] == 1
+    assert e2e["before"]["union"] == 1120   # the tiny base never locates: U = the ground truth's pixels
+    assert nc.model_version.endswith(f"+ft3.{outcome.delta.short_id}")
