@@ -18,7 +18,7 @@ from backend.settings import SettingsError, add_model_options, load_settings
 
 # command -> "module:function"; the function gets the remaining argv and may return an exit code
 SUBCOMMANDS = {
-    "demo": "backend.demo:main",
+    "demo": "backend.dev.demo:main",
     "export": "backend.export.cli:main_export",
     "check-stage3": "backend.export.cli:main_check",
     "batch": "backend.batch:main",
@@ -61,9 +61,13 @@ def serve(argv: list[str]) -> int:
         return 2
     configure_logging(settings.log_level)
     logging.getLogger("backend").info("settings: %s", settings.redacted())
-    from backend.app import run_gunicorn
+    from backend.http.server import PortInUse, run_gunicorn
 
-    run_gunicorn(settings)
+    try:
+        run_gunicorn(settings)
+    except PortInUse as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -12,6 +12,7 @@ import logging
 import sys
 
 from .overlay import draw_overlay, encode_rle
+from .reasons import one_line
 
 
 def parse_args(argv):
@@ -83,8 +84,7 @@ def main(argv=None) -> int:
     try:
         output = run(args)
     except Exception as err:  # noqa: BLE001 - the CLI's contract is one line, no traceback
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        print(f"error: {reason}", file=sys.stderr)
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
     print(json.dumps(output, indent=2))
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from .decoding import Decoded, GenerationStopped, never_stop
+from .decoding import Decoded, GenerationStopped, ends_decoding, never_stop, next_input_embedding, recorded_token
 from .session import additive_mask
 from .tokenizer import SpecialIds
 
@@ -23,9 +23,9 @@ def decode_greedy_batch(model, cache, logits: torch.Tensor, allowed: torch.Tenso
             if position == max_new_tokens and h_at[row] is None:
                 continue
             token = int(torch.argmax(logits[slot]))
-            emitted = ids.boxes if h_at[row] is not None else token
+            emitted = recorded_token(token, h_at[row] is not None, ids)
             out[row].token_ids.append(emitted)
-            if token == ids.eos or (position + 1 >= max_new_tokens and emitted != ids.at):
+            if ends_decoding(token, emitted, position, max_new_tokens, ids):
                 continue
             keep.append(slot)
         if not keep:
@@ -37,10 +37,8 @@ def decode_greedy_batch(model, cache, logits: torch.Tensor, allowed: torch.Tenso
             cache.batch_select_indices(index)
             allowed, positions = allowed[index], positions[index]
             rows = [rows[s] for s in keep]
-        embeds = torch.stack([
-            model.feedback_embedding(h_at[row]) if h_at[row] is not None
-            else model.embed_tokens(torch.tensor(out[row].token_ids[-1], device=logits.device))
-            for row in rows])
+        embeds = torch.stack([next_input_embedding(model, out[row].token_ids[-1], h_at[row], logits.device)
+                              for row in rows])
         allowed = torch.cat([allowed, torch.ones_like(allowed[:, :1])], dim=1)
         mask = additive_mask(allowed[:, None, :], embeds.dtype)
         step_logits, hidden = model.forward_embeds(embeds[:, None], cache, attention_mask=mask,

@@ -10,13 +10,12 @@ from transformers import CLIPVisionModel
 from transformers.utils import logging as hf_logging
 
 from .checkpoint import CheckpointError, load_exact, read_json, read_state_dict, rename_release_keys, resolve_dir
+from .devices import parse_dtype
 from .modeling import NextChatConfig, NextChatModel, VisionTower, keep_sam_heads_fp32, round_through_fp16
 from .processing import ClipPreprocessConfig
+from .reasons import one_line
 from .sam_builder import build_sam, infer_sam_dims, sam_state
 from .tokenizer import NextChatTokenizer, TokenizerError
-
-DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-          "fp16": torch.float16, "float16": torch.float16}
 
 
 @dataclass
@@ -29,15 +28,6 @@ class Components:
     checkpoint_dir: Path
     tower_dir: Path
     delta: object | None = None   # the applied stage-3 delta (model.stage3.delta.Delta), if any
-
-
-def parse_dtype(dtype) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    try:
-        return DTYPES[str(dtype).lower()]
-    except KeyError:
-        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(DTYPES)}") from None
 
 
 def load_components(checkpoint, vision_tower=None, device="cpu", dtype=torch.float32, delta=None) -> Components:
@@ -62,7 +52,7 @@ def load_components(checkpoint, vision_tower=None, device="cpu", dtype=torch.flo
     load_exact(model, state, f"NExT-Chat checkpoint {ckpt_dir}")
     del state, sam_weights
 
-    tower_dir = resolve_dir(vision_tower or _tower_named_in(ckpt_dir, raw_config))
+    tower_dir = resolve_dir(vision_tower or _tower_named_in(ckpt_dir, raw_config), "vision tower")
     clip = load_clip(tower_dir, config)
     clip_config = ClipPreprocessConfig.from_dict(read_json(tower_dir / "preprocessor_config.json"))
     components = assemble(model, clip, tokenizer, clip_config, config, device, dtype, ckpt_dir, tower_dir)
@@ -96,8 +86,7 @@ def load_clip(tower_dir: Path, config: NextChatConfig) -> CLIPVisionModel:
     try:
         clip = CLIPVisionModel.from_pretrained(str(tower_dir), dtype=torch.float32)
     except (OSError, ValueError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise CheckpointError(f"cannot load the CLIP vision tower from {tower_dir}: {reason}") from None
+        raise CheckpointError(f"cannot load the CLIP vision tower from {tower_dir}: {one_line(err)}") from None
     width = clip.config.hidden_size
     if width != config.mm_hidden_size:
         raise CheckpointError(f"vision tower width {width} does not match mm_hidden_size {config.mm_hidden_size}")

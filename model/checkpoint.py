@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from .reasons import one_line
+
 # Keys the release saves that inference does not use.
 IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
 IGNORED_PREFIXES = ("model.vision_tower.",)
@@ -27,25 +29,25 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded, with the reason in one line."""
 
 
-def resolve_dir(path_or_id: str | os.PathLike) -> Path:
+def resolve_dir(path_or_id: str | os.PathLike, what: str = "checkpoint") -> Path:
     """A local folder as is; anything else is a hub id fetched through huggingface_hub (its cache,
-    HF_HUB_OFFLINE honoured)."""
+    HF_HUB_OFFLINE honoured). ``what`` names the folder in errors ("checkpoint", "vision tower")."""
     local = Path(path_or_id).expanduser()
     if local.is_dir():
         return local
     if local.exists():
-        raise CheckpointError(f"{local} is a file; give the checkpoint folder")
+        raise CheckpointError(f"{what} {local} is a file; give the {what} folder")
     text = str(path_or_id)
     if text.startswith((".", "/", "~")) or text.count("/") != 1:
-        raise CheckpointError(f"checkpoint folder {text} does not exist (and it is not a hub id 'owner/name')")
+        raise CheckpointError(f"{what} folder {text} does not exist (and it is not a hub id 'owner/name')")
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
     try:
         return Path(snapshot_download(text, allow_patterns=list(CHECKPOINT_FILES)))
     except (LocalEntryNotFoundError, HFValidationError, OSError) as err:
-        raise CheckpointError(f"cannot fetch {text} from the hub or find it in the hub cache: "
-                              f"{type(err).__name__}: {str(err).splitlines()[0]}") from None
+        raise CheckpointError(f"cannot fetch the {what} {text} from the hub or find it in the hub cache: "
+                              f"{type(err).__name__}: {one_line(err)}") from None
 
 
 def read_json(path: Path) -> dict:
@@ -82,7 +84,7 @@ def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
         except Exception as err:  # noqa: BLE001 - the unpickler raises many types
             raise CheckpointError(f"{file.name} refused by torch.load(weights_only=True) (only plain tensors "
                                   f"are accepted; convert it to safetensors): "
-                                  f"{str(err).splitlines()[0][:200]}") from None
+                                  f"{one_line(err, 200)}") from None
     return state
 
 

@@ -1,4 +1,4 @@
-"""Explicit prefill / decode loops over a KV cache, with NExT-Chat's ``<at>`` feedback (spec §6).
+"""Explicit prefill / decode loops over a KV cache, with NExT-Chat's ``<at>`` feedback (docs/model.md).
 
 ``<at>`` rules: the box of an ``<at>`` comes from the last-layer hidden state *at the ``<at>``
 position* (the forward that consumed it); the next input embedding is
@@ -68,6 +68,26 @@ class Stepper:
         return logits[:, -1].float(), hidden[:, -1]
 
 
+# ---------------------------------------------------------------------------- the <at> rule, one home
+def recorded_token(chosen: int, after_at: bool, ids: SpecialIds) -> int:
+    """The token a step records: ``<boxes>`` right after ``<at>`` (its input is the box feedback), else
+    the chosen token."""
+    return ids.boxes if after_at else chosen
+
+
+def ends_decoding(chosen: int, recorded: int, position: int, max_new_tokens: int, ids: SpecialIds) -> bool:
+    """Decoding ends on eos (chosen, even right after ``<at>``) or at the length limit, but never right
+    after an ``<at>``: one extra step puts its ``<boxes>`` after it."""
+    return chosen == ids.eos or (position + 1 >= max_new_tokens and recorded != ids.at)
+
+
+def next_input_embedding(model, recorded: int, h_at: torch.Tensor | None, device) -> torch.Tensor:
+    """[H]: ``loc_encoder(loc_decoder(h_at))`` after an ``<at>``, else the recorded token's embedding."""
+    if h_at is not None:
+        return model.feedback_embedding(h_at)
+    return model.embed_tokens(torch.tensor([recorded], device=device))[0]
+
+
 def _choose(logits: torch.Tensor, opts: DecodeOptions, generator: torch.Generator | None) -> int:
     if not opts.do_sample:
         return int(torch.argmax(logits))
@@ -105,14 +125,13 @@ def decode_single(step: Stepper, logits: torch.Tensor, ids: SpecialIds, opts: De
         if out.logits is not None:
             out.logits.append(logits)
         token = forced[position] if forced is not None and position < len(forced) else _choose(logits, opts, generator)
-        emitted = ids.boxes if h_at is not None else token
+        emitted = recorded_token(token, h_at is not None, ids)
         out.token_ids.append(emitted)
-        if token == ids.eos or (position + 1 >= opts.max_new_tokens and emitted != ids.at):
+        if ends_decoding(token, emitted, position, opts.max_new_tokens, ids):
             break
         if forced is not None and position + 1 >= len(forced) and emitted != ids.at:
             break
-        embed = step.model.feedback_embedding(h_at) if h_at is not None else step.model.embed_tokens(
-            torch.tensor([emitted], device=logits.device))[0]
+        embed = next_input_embedding(step.model, emitted, h_at, logits.device)
         logits, hidden = step(embed.view(1, 1, -1))
         logits, hidden = logits[0], hidden[0]
         h_at = hidden if emitted == ids.at else None

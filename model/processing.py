@@ -19,12 +19,16 @@ SAM_SIZE = 1024
 SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
 SAM_PIXEL_STD = (58.395, 57.12, 57.375)
 CLIP_PAD_COLOR = (255, 255, 255)
+TRANSPARENT_BACKGROUND = (255, 255, 255)
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+_ALPHA_MODES = {"RGBA", "LA", "PA", "La", "RGBa"}
 
 
 # ---------------------------------------------------------------------------- image modes
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Apply the EXIF orientation, then convert any PIL mode to 8-bit RGB."""
+    """Apply the EXIF orientation, then convert any PIL mode to 8-bit RGB (the rules in docs/model.md):
+    transparency is composited on white; 16-bit and 32-bit integer pixels are scaled by 255/65535 (the
+    full 16-bit range); float pixels in [0, 1] are scaled by 255, others clipped to 0..255."""
     image = ImageOps.exif_transpose(image)
     if image.mode == "RGB":
         return image
@@ -37,6 +41,11 @@ def to_rgb(image: Image.Image) -> Image.Image:
         if values.size and values.max() <= 1.0:
             values = values * 255.0
         return Image.fromarray(np.clip(np.round(values), 0, 255).astype(np.uint8), mode="L").convert("RGB")
+    if image.mode in _ALPHA_MODES or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGB", rgba.size, TRANSPARENT_BACKGROUND)
+        canvas.paste(rgba, mask=rgba.getchannel("A"))
+        return canvas
     return image.convert("RGB")
 
 

@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import save_file
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
-from .builder import parse_dtype
+from .devices import parse_dtype
 from .modeling import NextChatConfig, NextChatModel
 from .prompts import GC_PROMPT, REC_TEMPLATE, REG_TEMPLATE, SYSTEM
 from .sam_builder import build_sam

@@ -30,13 +30,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from backend.demo import (  # noqa: E402 - after the sys.path line above
-    LABEL_CONFIG_DIR,
-    draw_sample_image,
-    free_port,
-    start_backend,
-    start_label_studio,
-)
+from backend.dev.demo import LABEL_CONFIG_DIR, draw_sample_image  # noqa: E402 - after the sys.path line above
+from backend.dev.harness import free_port, start_backend, start_label_studio  # noqa: E402
 
 # configs whose random-model predictions the UI renders quickly (a random mask's outline can split into
 # thousands of polygons, which Label Studio's canvas draws very slowly)

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.demo import (
+from backend.dev.harness import (
     REPO_ROOT,
     LabelStudioNotInstalled,
     LabelStudioServer,
@@ -41,7 +41,7 @@ from backend.demo import (
     start_backend,
     start_label_studio,
 )
-from backend.ls_api import LabelStudioError
+from backend.studio.client import LabelStudioError
 
 LABEL_STUDIO_START_TIMEOUT_S = 400.0  # first start runs migrations: ~35-50 s here, slower on a busy CI
 BACKEND_START_TIMEOUT_S = 300.0

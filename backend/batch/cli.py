@@ -20,7 +20,7 @@ from backend.batch.job import JobError, JobSpec
 from backend.batch.project import UploadError, upload_to_project
 from backend.batch.runner import RayOptions, run_job
 from backend.batch.state import StateError
-from backend.predictor import ModelUnavailable
+from backend.predict.errors import ModelUnavailable
 from backend.settings import SettingsError, add_model_options, load_settings
 
 EPILOG = """\

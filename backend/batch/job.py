@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import quote
 from xml.sax.saxutils import quoteattr
 
-from backend.labeling import ImageTarget, LabelConfigError, LabelingConfig, RegionControl, parse_label_config
 from backend.settings import SECRET_FIELDS, Settings
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+from backend.studio.labeling import ImageTarget, LabelConfigError, LabelingConfig, parse_label_config
 
 
 class JobError(ValueError):
@@ -41,9 +39,8 @@ def restrict_labels(target: ImageTarget, labels: list[str]) -> ImageTarget:
     for control in target.region_controls:
         kept = tuple(label for label in control.labels if label.value in wanted or label.catch_all)
         if kept:
-            controls.append(RegionControl(control.name, control.kind, control.to_name, kept, control.smart))
-    return ImageTarget(target.name, target.value_key, tuple(controls), target.prompt_areas, target.question_areas,
-                       target.region_areas, target.caption_areas, target.answer_areas)
+            controls.append(replace(control, labels=kept))
+    return replace(target, region_controls=tuple(controls))
 
 
 @dataclass(frozen=True)

@@ -6,16 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from backend.batch.job import JobError, JobSpec
+from backend.deadline import Deadline
 from backend.images import ImageError, decode_image
-from backend.limits import Deadline
-from backend.predictor import (
-    ModelHolder,
-    ModelUnavailable,
-    Predictor,
-    is_out_of_memory,
-    load_model,
-    release_gpu_memory,
-)
+from backend.predict.calls import ModelCalls
+from backend.predict.errors import ModelUnavailable
+from backend.predict.holder import ModelHolder, is_out_of_memory, load_model, release_gpu_memory
+from backend.predict.predictor import Predictor
+from model.reasons import one_line
 
 NO_DEADLINE_S = 7 * 24 * 3600.0
 
@@ -33,19 +30,6 @@ class Outcome:
                                                                                     "error": self.error}
 
 
-class _OneImage:
-    """The Predictor's image loader: hands back the image this job already read and decoded."""
-
-    def __init__(self):
-        self.value = None
-        self.image = None
-
-    def load(self, value, task_id=None, deadline=None):
-        if value != self.value:
-            raise ImageError("task image is not the one being labelled")
-        return self.image
-
-
 class ImageLabeler:
     """Holds one model replica; ``label(key)`` never raises for a bad image (ModelUnavailable, e.g. out of
     GPU memory, does propagate: the job stops and a rerun resumes)."""
@@ -55,8 +39,8 @@ class ImageLabeler:
         self.config = spec.config()
         self.target = self.config.targets[0]
         self.model = model if model is not None else _load(spec)
-        self._images = _OneImage()
-        self.predictor = Predictor(ModelHolder(self.model), spec.settings, self._images)
+        self.holder = ModelHolder.loaded(self.model)
+        self.predictor = Predictor(self.holder, spec.settings)
 
     @property
     def model_version(self) -> str:
@@ -82,20 +66,16 @@ class ImageLabeler:
             return Outcome(key, error=f"bad image: {exc}")
         value = self.spec.image_reference(key)
         task = {"data": {self.target.value_key: value}}
-        self._images.value, self._images.image = value, image
+        calls = ModelCalls(self.holder, Deadline.after(NO_DEADLINE_S))
         try:
-            entry = self.predictor.predict_one(task, self.config, None, Deadline.after(NO_DEADLINE_S),
-                                               self.model_version)
+            entry = self.predictor.predict_one(task, self.config, None, {self.target.name: image}, calls)
         except ModelUnavailable:
             raise
         except Exception as exc:  # noqa: BLE001 - a failed image is counted and skipped, the job goes on
             if is_out_of_memory(exc):
                 release_gpu_memory()
                 raise ModelUnavailable("GPU out of memory") from None
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            return Outcome(key, error=f"model failed: {reason}")
-        finally:
-            self._images.value = self._images.image = None
+            return Outcome(key, error=f"model failed: {one_line(exc)}")
         task["predictions"] = [entry]
         return Outcome(key, task=task)
 
@@ -104,5 +84,4 @@ def _load(spec: JobSpec):
     try:
         return load_model(spec.settings)
     except ValueError as exc:  # CheckpointError (missing or broken checkpoint), an unknown DTYPE
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise JobError(f"cannot load the model: {reason}") from None
+        raise JobError(f"cannot load the model: {one_line(exc)}") from None

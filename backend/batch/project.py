@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from backend.batch.state import StateFile
+from model.reasons import one_line
 
 
 class UploadError(RuntimeError):
@@ -89,15 +90,10 @@ class ProjectUpload:
                 self.api.import_predictions(self.project, predictions)
         except Exception as exc:  # noqa: BLE001 - SDK/HTTP errors of every kind become one line
             raise UploadError(f"Label Studio upload to project {self.project} failed: "
-                              f"{type(exc).__name__}: {_one_line(exc)}") from None
+                              f"{type(exc).__name__}: {one_line(exc)}") from None
         counts["new_tasks"] += len(new_tasks)
         counts["predictions_on_existing_tasks"] += len(predictions)
         self._mark(last)
-
-
-def _one_line(exc: Exception, limit: int = 300) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def upload_to_project(project: int, image_key: str, state_path: Path, fingerprint: str, url: str, api_key: str,
@@ -112,4 +108,4 @@ def upload_to_project(project: int, image_key: str, state_path: Path, fingerprin
     except UploadError:
         raise
     except Exception as exc:  # noqa: BLE001 - listing tasks failed (auth, network, no such project)
-        raise UploadError(f"Label Studio project {project}: {type(exc).__name__}: {_one_line(exc)}") from None
+        raise UploadError(f"Label Studio project {project}: {type(exc).__name__}: {one_line(exc)}") from None

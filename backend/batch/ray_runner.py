@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from backend.batch.job import JobSpec
+from model.reasons import one_line
 
 PACKAGE_DIRS = [Path(__file__).resolve().parents[1], Path(__file__).resolve().parents[2] / "model"]
 
@@ -95,7 +96,7 @@ def label_on_ray(spec: JobSpec, keys: Iterable[str], options, on_record: Callabl
             line = str(row["line"])
             on_record(json.loads(line), line)
     except Exception as exc:  # noqa: BLE001 - a replica died (model load, GPU memory): one line, rerun resumes
-        from backend.predictor import ModelUnavailable
+        from backend.predict.errors import ModelUnavailable
 
-        reason = " ".join(str(exc).split())[:300]
+        reason = one_line(exc)
         raise ModelUnavailable(f"the Ray job failed: {type(exc).__name__}: {reason}") from None

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from backend.batch.job import IMAGE_SUFFIXES
+from backend.images.decode import IMAGE_SUFFIXES
 
 
 @dataclass

@@ -25,7 +25,6 @@ class StateFile:
         self.path = Path(path)
         self.fingerprint = fingerprint
         self.done: set[str] = set()
-        self.failed_before = 0
         self._handle = None
 
     # ------------------------------------------------------------------------- open
@@ -38,13 +37,7 @@ class StateFile:
         else:
             self._check_header()
             self._drop_partial_last_line()
-            failed: set[str] = set()
-            for line in self._records():
-                if "task" in line:
-                    self.done.add(line["key"])
-                else:
-                    failed.add(line["key"])
-            self.failed_before = len(failed - self.done)
+            self.done.update(line["key"] for line in self._records() if "task" in line)
         self._handle = self.path.open("a", encoding="utf-8")
         return self
 
@@ -124,20 +117,6 @@ class StateFile:
             if "task" in record and record["key"] not in seen:
                 seen.add(record["key"])
                 yield record["key"], record["task"]
-
-    def iter_failures(self) -> Iterator[tuple[str, str]]:
-        """(key, last reason) of every image that failed and has no task."""
-        for key, reason in _last_errors(self._records()).items():
-            if key not in self.done:
-                yield key, reason
-
-
-def _last_errors(records: Iterator[dict]) -> dict[str, str]:
-    errors: dict[str, str] = {}
-    for record in records:
-        if "error" in record:
-            errors[record["key"]] = str(record["error"])
-    return errors
 
 
 def write_json_array(tasks: Iterator[dict], out_path: str | Path) -> int:

@@ -3,7 +3,7 @@
 Label Studio ties the items of one region together by their shared `id`: the geometry item
 (rectanglelabels / polygonlabels / brushlabels) and the per-region TextArea item (type textarea,
 same id). Geometry is in percent of `original_width` x `original_height` (the size the annotator
-saw); brush masks are Label Studio RLE at that size. All conversions go through backend.geometry.
+saw); brush masks are Label Studio RLE at that size. All conversions go through backend.studio.geometry.
 
 A region becomes a stage-3 sample when it has a mask and at least one expression. Everything else
 is reported as a `Skip` with its reason.
@@ -17,15 +17,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from backend import geometry
 from backend.export.pairing import pair_masks_with_boxes, relations_of, union_box
-
-GEOMETRY_TYPES = {
-    "rectanglelabels": "rectangle", "rectangle": "rectangle",
-    "polygonlabels": "polygon", "polygon": "polygon",
-    "brushlabels": "brush", "brush": "brush",
-}
-LABEL_KEYS = ("rectanglelabels", "polygonlabels", "brushlabels", "labels")
+from backend.studio import geometry
+from backend.studio.results.readers import GEOMETRY_TYPES, is_textarea, result_labels, result_texts
 
 
 @dataclass
@@ -47,7 +41,7 @@ class RegionSkipped(Exception):
 
 
 @dataclass
-class Region:
+class AnnotatedRegion:
     """One region in the pixel frame of the image as shown (width x height)."""
 
     region_id: str
@@ -100,26 +94,14 @@ def item_kind(item: dict) -> str:
 
 
 def texts_of(items: list[dict]) -> list[str]:
-    """Per-region TextArea texts (value.text is a list of strings, or one string)."""
-    texts = []
-    for item in items:
-        if str(item.get("type", "")).lower() != "textarea":
-            continue
-        text = item["value"].get("text")
-        for entry in [text] if isinstance(text, str) else text or []:
-            if isinstance(entry, str) and entry.strip():
-                texts.append(entry.strip())
-    return list(dict.fromkeys(texts))
+    """Per-region TextArea texts of a region's items, stripped, each once."""
+    texts = [text.strip() for item in items if is_textarea(item) for text in result_texts(item)]
+    return list(dict.fromkeys(text for text in texts if text))
 
 
 def labels_of(items: list[dict]) -> list[str]:
-    labels = []
-    for item in items:
-        for key in LABEL_KEYS:
-            for label in item["value"].get(key) or []:
-                if isinstance(label, str) and label.strip():
-                    labels.append(label.strip())
-    return list(dict.fromkeys(labels))
+    """The labels of a region's items, each once."""
+    return list(dict.fromkeys(label for item in items for label in result_labels(item)))
 
 
 def expressions_for(texts: list[str], labels: list[str], label_prompts: Mapping[str, str]) -> list[str]:
@@ -191,7 +173,7 @@ def brush_geometry(item: dict, width: int, height: int):
     return mask, box
 
 
-def read_region(region_id: str, items: list[dict], size: tuple[int, int] | None) -> Region:
+def read_region(region_id: str, items: list[dict], size: tuple[int, int] | None) -> AnnotatedRegion:
     """One region's shape, labels and texts, in the pixel frame `size` (width, height) if given.
 
     Expressions are left empty here: they are chosen once rectangles are paired with masks.
@@ -203,7 +185,7 @@ def read_region(region_id: str, items: list[dict], size: tuple[int, int] | None)
     if shape.get("image_rotation") not in (None, 0, 0.0):
         raise RegionSkipped(f"image rotated in the editor (image_rotation={shape['image_rotation']}) is not supported")
     width, height = size or shown_size(shape, None)
-    region = Region(region_id, kind, width, height, (0.0, 0.0, 0.0, 0.0), labels_of(items),
+    region = AnnotatedRegion(region_id, kind, width, height, (0.0, 0.0, 0.0, 0.0), labels_of(items),
                     from_prediction=all(item.get("origin") == "prediction" for item in items))
     region.texts = texts_of(items)
     if kind == "polygon":
@@ -225,7 +207,7 @@ def first_shown_size(result: list) -> tuple[int, int] | None:
     return None
 
 
-def finish_region(region: Region, options: ExportOptions) -> Region:
+def finish_region(region: AnnotatedRegion, options: ExportOptions) -> AnnotatedRegion:
     """Choose the expressions; raise RegionSkipped when the region cannot be a sample."""
     if region.from_prediction and not options.include_accepted_predictions:
         raise RegionSkipped("prediction accepted unchanged (use --include-accepted-predictions)")
@@ -235,10 +217,10 @@ def finish_region(region: Region, options: ExportOptions) -> Region:
     return region
 
 
-def merge_group(box: Region, members: list[Region]) -> Region:
+def merge_group(box: AnnotatedRegion, members: list[AnnotatedRegion]) -> AnnotatedRegion:
     """The mask regions of one object (same rectangle, same kind) as one sample with the box's text."""
     first = members[0]
-    merged = Region(
+    merged = AnnotatedRegion(
         "+".join(member.region_id for member in members), first.kind, first.width, first.height,
         union_box(member.bbox for member in members),
         labels=list(dict.fromkeys(label for member in members for label in member.labels)) or list(box.labels),
@@ -251,7 +233,7 @@ def merge_group(box: Region, members: list[Region]) -> Region:
     return merged
 
 
-def samples_of(parsed: list[Region], relations) -> tuple[list[Region], list[Region]]:
+def samples_of(parsed: list[AnnotatedRegion], relations) -> tuple[list[AnnotatedRegion], list[AnnotatedRegion]]:
     """(sample regions, unpaired rectangles): mask regions paired with a rectangle are merged per
     (rectangle, kind) and take its text; the rectangles they used are consumed."""
     boxes = [region for region in parsed if region.kind == "rectangle"]

@@ -22,9 +22,9 @@ from backend.export.annotations import (
 )
 from backend.export.stage3 import build_record, displayed_size, image_stem, prepare_image
 from backend.export.store import Stage3Store
+from backend.images.decode import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
 class ImageUnavailable(Exception):
@@ -42,7 +42,7 @@ class LabelConfigInfo:
     def from_xml(cls, xml: str | None) -> LabelConfigInfo:
         if not xml:
             return cls()
-        from backend.labeling import LabelConfigError, parse_label_config
+        from backend.studio.labeling import LabelConfigError, parse_label_config
 
         try:
             config = parse_label_config(xml)
@@ -76,7 +76,7 @@ def looks_like_image(value) -> bool:
     if not isinstance(value, str):
         return False
     lowered = value.lower().split("?")[0]
-    return value.startswith(("data:image/", "/data/")) or lowered.endswith(IMAGE_EXTENSIONS)
+    return value.startswith(("data:image/", "/data/")) or lowered.endswith(IMAGE_SUFFIXES)
 
 
 def image_value(task: dict, result: list, config: LabelConfigInfo) -> str:

@@ -179,6 +179,8 @@ def check_stage3_dir(out_dir, image_folder=None) -> CheckResult:
         images_named.add(record["img_path"])
         result.notes += [f"line {number}: {note}" for note in notes]
     result.counts["images"] = len(images_named)
+    if not result.counts["records"] and not result.problems:
+        result.problems.append(f"{jsonl} holds no records: the dataset is empty (nothing to train on)")
     if image_folder.is_dir():
         temps = [p.name for p in image_folder.iterdir() if p.name.startswith(TEMP_PREFIX)]
         if temps:
@@ -197,10 +199,3 @@ def format_result(result: CheckResult, out_dir) -> str:
     lines += [f"PROBLEM: {problem}" for problem in result.problems]
     lines.append("OK" if result.ok else f"{len(result.problems)} problem(s)")
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m backend check-stage3 DIR` (same as backend.export.cli.main_check)."""
-    from backend.export.cli import main_check
-
-    return main_check(argv)

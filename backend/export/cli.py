@@ -19,11 +19,8 @@ from pathlib import Path
 
 from backend.export.annotations import ExportOptions
 from backend.export.build import ExportContext, LabelConfigInfo, export_tasks
+from backend.export.errors import InputError
 from backend.export.store import Stage3Store
-
-
-class InputError(Exception):
-    """Bad input for the command; str() is the one-line reason."""
 
 
 def export_parser() -> argparse.ArgumentParser:

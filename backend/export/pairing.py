@@ -2,7 +2,7 @@
 
 This backend's pre-annotations put the per-region description on the rectangle, while the mask is
 one PolygonLabels region per connected part and/or a BrushLabels region, each with its own id
-(backend/results/assemble.py). So each mask region looks for its rectangle, among rectangles whose
+(backend/studio/results/assemble.py). So each mask region looks for its rectangle, among rectangles whose
 labels are compatible (equal, or one side unlabeled):
 
 1. a Label Studio relation between the two;

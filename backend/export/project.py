@@ -4,15 +4,16 @@ token). Images go through backend.images.ImageLoader, which sends the key to Lab
 
 from __future__ import annotations
 
+from backend.export.errors import InputError
 from backend.export.sources import LoaderFetcher
+from model.reasons import one_line
 
 
 def fetch_project(project_id: int, env=None):
     """(tasks, image fetcher, labeling config XML) of a project; InputError with a one-line reason."""
-    from backend.export.cli import InputError
     from backend.images import ImageLoader
-    from backend.ls_api import LabelStudioClient, LabelStudioError
     from backend.settings import SettingsError, load_settings
+    from backend.studio.client import LabelStudioClient, LabelStudioError
 
     try:
         settings = load_settings(env)
@@ -25,12 +26,7 @@ def fetch_project(project_id: int, env=None):
         project = client.get_project(project_id)
         tasks = client.export_annotations(project_id)
     except LabelStudioError as exc:
-        raise InputError(f"Label Studio: {one_line(str(exc))}") from None
+        raise InputError(f"Label Studio: {one_line(exc)}") from None
     if not isinstance(tasks, list):
         raise InputError(f"Label Studio: the export of project {project_id} is not a list of tasks")
     return tasks, LoaderFetcher(ImageLoader(settings)), project.get("label_config")
-
-
-def one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -16,24 +16,18 @@ flat folder of the image files. Paths never leave ROOT.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from pathlib import Path, PurePosixPath
-from urllib.parse import parse_qs, unquote, unquote_to_bytes, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from backend.export.build import ImageUnavailable
+from backend.images.decode import ImageError, decode_data_uri
 
 
-def decode_data_uri(value: str) -> bytes:
-    header, sep, payload = value[len("data:"):].partition(",")
-    if not sep:
-        raise ImageUnavailable("malformed data URI (no comma)")
+def data_uri_bytes(value: str) -> bytes:
     try:
-        if header.lower().endswith(";base64"):
-            return base64.b64decode("".join(payload.split()), validate=True)
-        return unquote_to_bytes(payload)
-    except (binascii.Error, ValueError):
-        raise ImageUnavailable("malformed data URI (bad base64)") from None
+        return decode_data_uri(value)
+    except ImageError as exc:
+        raise ImageUnavailable(str(exc)) from None
 
 
 def relative_path(value: str) -> str:
@@ -71,7 +65,7 @@ class LocalImageRoot:
         if not isinstance(value, str) or not value:
             raise ImageUnavailable("task has no image value")
         if value.startswith("data:"):
-            return decode_data_uri(value)
+            return data_uri_bytes(value)
         for candidate in candidate_paths(value):
             path = (self.root / candidate).resolve()
             if path.is_relative_to(self.root) and path.is_file():

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps
 
-from backend.export.annotations import Region
+from backend.export.annotations import AnnotatedRegion
 
 # PIL format -> file extension for images copied byte for byte
 COPYABLE_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "GIF": ".gif"}
@@ -38,14 +38,14 @@ def coco_rle_from_mask(mask: np.ndarray) -> dict:
     return {"size": [int(height), int(width)], "counts": [int(c) for c in counts]}
 
 
-def region_mask(region: Region) -> list:
+def region_mask(region: AnnotatedRegion) -> list:
     """The `mask` field of one region: its polygons, or its brush mask as one uncompressed RLE."""
     if region.mask is not None:
         return [coco_rle_from_mask(region.mask)]
     return [[round(float(v), 2) for v in polygon] for polygon in region.polygons]
 
 
-def build_record(region: Region, img_path: str, *, task_id, annotation_id, source: str) -> dict:
+def build_record(region: AnnotatedRegion, img_path: str, *, task_id, annotation_id, source: str) -> dict:
     """One res.jsonl line for a region whose geometry is already in the image's pixel frame."""
     return {
         "img_path": img_path,

@@ -12,6 +12,7 @@ import http.server
 import io
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,12 +76,17 @@ class FakeNextChat:
         self.default_score = default_score
         self.calls: list[tuple] = []
         self._lock = threading.Lock()
+        self._should_stop = lambda: False
 
     def _enter(self, method: str, *args) -> None:
         with self._lock:
             self.calls.append((method, *args))
         if self.delay_s:
             time.sleep(self.delay_s)
+        if self._should_stop():  # as the real model, which checks before every decode step
+            from model.decoding import GenerationStopped
+
+            raise GenerationStopped("stopped by the caller's deadline")
         error = self.raise_on.get(method)
         if error is not None:
             raise error
@@ -121,6 +127,15 @@ class FakeNextChat:
         regions = [self._region(image, (0.2, 0.2, 0.6, 0.6), 0.8, "the dog")]
         return FakeCaption(f"answer to {question!r}: the dog", regions)
 
+    @contextmanager
+    def stop_when(self, should_stop):
+        """As model.NextChat.stop_when: within the block, a call checks ``should_stop`` after its delay."""
+        previous, self._should_stop = self._should_stop, should_stop
+        try:
+            yield self
+        finally:
+            self._should_stop = previous
+
     def segment(self, image, box):
         self._enter("segment", tuple(box))
         w, h = image.size
@@ -129,7 +144,7 @@ class FakeNextChat:
 
 # ----------------------------------------------------------------------------- Label Studio bodies
 def ls_task(task_id: int, image: str, **data) -> dict:
-    """A task as Label Studio 1.23.2 sends it in /predict (reference §3)."""
+    """A task as Label Studio 1.23.2 sends it in /predict (docs/label-studio.md)."""
     return {
         "id": task_id, "data": {"image": image, **data}, "meta": {}, "created_at": "2026-11-25T10:00:00.000000Z",
         "updated_at": "2026-11-25T10:00:00.000000Z", "is_labeled": False, "overlap": 1, "inner_id": task_id,
@@ -150,7 +165,7 @@ def setup_body(config: str, access_token: str = "probe0token0legacy0123456789abc
 
 
 def drawn_box_context(label="person", from_name="box", x=10.0, y=20.0, width=30.0, height=40.0, **extra) -> dict:
-    """Context of a box drawn with the smart tool (reference §4, first captured context)."""
+    """Context of a box drawn with the smart tool (docs/label-studio.md)."""
     item = {"original_width": 640, "original_height": 480, "image_rotation": 0,
             "value": {"x": x, "y": y, "width": width, "height": height, "rotation": 0, "rectanglelabels": [label]},
             "id": "W4yQRdm34L", "from_name": from_name, "to_name": "image", "type": "rectanglelabels",
@@ -160,7 +175,7 @@ def drawn_box_context(label="person", from_name="box", x=10.0, y=20.0, width=30.
 
 
 def textarea_context(text: str, from_name: str = "prompt") -> dict:
-    """Context of text typed into a TextArea and submitted (reference §4, third captured context)."""
+    """Context of text typed into a TextArea and submitted (docs/label-studio.md)."""
     return {"result": [{"value": {"text": [text]}, "id": "_w2iFDLtHy", "from_name": from_name,
                         "to_name": "image", "type": "textarea", "origin": "manual"}]}
 
@@ -276,7 +291,7 @@ def send_nothing_for(seconds: float):
 # ----------------------------------------------------------------------------- app + checks
 def make_app(model=None, exporter=None, image_loader=None, **overrides):
     """An app on the fake model (or `model`), settings from `overrides` only (never the env)."""
-    from backend.app import create_app
+    from backend.http.app import create_app
     from backend.settings import load_settings
 
     settings = load_settings({}, **overrides)
@@ -288,8 +303,8 @@ def check_results_fit_config(results: list[dict], config_xml: str, width: int, h
     """Every result names a control of the config, its Image, one of its labels; geometry in percent
     within [0, 100]; polygons >= 3 points; brush RLE decodes to (height, width); per-region text ids
     point at a shape in the same list."""
-    from backend.geometry import brush_rle_to_mask
-    from backend.labeling import parse_label_config
+    from backend.studio.geometry import brush_rle_to_mask
+    from backend.studio.labeling import parse_label_config
 
     config = parse_label_config(config_xml)
     shape_ids = {r["id"] for r in results if r["type"] != "textarea"}
@@ -304,7 +319,7 @@ def check_results_fit_config(results: list[dict], config_xml: str, width: int, h
                 assert result["id"] in shape_ids
             continue
         assert result["type"] == control.kind
-        assert set(value[control.kind]) <= set(control.label_values)
+        assert set(value[control.kind]) <= {label.value for label in control.labels}
         assert (result["original_width"], result["original_height"]) == (width, height)
         assert 0.0 <= result.get("score", 0.0) <= 1.0
         if control.kind == "rectanglelabels":

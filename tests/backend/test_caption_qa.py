@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from backend.labeling import parse_label_config
-from backend.predictor import load_model
+from backend.predict.holder import load_model
 from backend.settings import load_settings
+from backend.studio.labeling import parse_label_config
 from tests.backend.fakes import (
     check_results_fit_config,
     data_uri,
@@ -214,7 +214,7 @@ def test_grounded_caption_region_by_region(nextchat):
 
 def test_caption_labels_with_spaces_and_special_characters(nextchat, caplog):
     model = ForcedAnswers(nextchat, caption=SPECIAL_CAPTION)
-    with caplog.at_level(logging.INFO, logger="backend.predictor"):
+    with caplog.at_level(logging.INFO, logger="backend.predict"):
         result = post(make_app(model).test_client(), [ls_task(1, scene_uri())], SPECIAL_CONFIG)
 
     caption = model.calls[0][1]
@@ -237,7 +237,7 @@ def test_caption_labels_with_spaces_and_special_characters(nextchat, caplog):
 def test_caption_phrase_without_label_or_catch_all_keeps_only_its_text(nextchat, caplog):
     config = SPECIAL_CONFIG.replace('<Label value="thing" catch_all="true"/>', "")
     model = ForcedAnswers(nextchat, caption=SPECIAL_CAPTION)
-    with caplog.at_level(logging.INFO, logger="backend.predictor"):
+    with caplog.at_level(logging.INFO, logger="backend.predict"):
         result = post(make_app(model).test_client(), [ls_task(1, scene_uri())], config)
     caption = model.calls[0][1]
     check_regions(result, config, caption.regions, [
@@ -327,7 +327,9 @@ def test_question_about_a_box_in_the_annotators_draft(nextchat):
     assert model.calls[-1][1:3] == ("How many dogs are there?", [])
 
 
-def test_question_naming_a_box_that_is_not_there_is_a_400(nextchat):
+def test_question_naming_a_box_that_is_not_there_is_refused_in_the_question_area(nextchat):
+    from backend.studio.results.textarea import MESSAGE_PREFIX
+
     model = ForcedAnswers(nextchat)
     client = make_app(model).test_client()
     config = label_config("region_qa.xml")
@@ -336,7 +338,9 @@ def test_question_naming_a_box_that_is_not_there_is_a_400(nextchat):
         if "[3]" in question:
             context["result"].append(drawn_rectangle(10, 25, 40, 50))
         reply = client.post("/predict", json=predict_body([ls_task(1, scene_uri())], config, context))
-        assert reply.status_code == 400
-        error = reply.get_json()["error"]
-        assert "box" in error and "\n" not in error and "Traceback" not in error
+        assert reply.status_code == 200
+        (item,) = reply.get_json()["results"][0]["result"]  # only the question's TextArea, nothing stored
+        typed, message = item["value"]["text"]
+        assert item["from_name"] == "question" and typed == question
+        assert message.startswith(MESSAGE_PREFIX) and "box" in message and "\n" not in message
     assert model.calls == []  # refused before the model ran, or the model refused the prompt

@@ -1,4 +1,4 @@
-"""backend/geometry.py: percent <-> pixels, mask <-> polygons, brush RLE, COCO RLE."""
+"""backend/studio/geometry.py: percent <-> pixels, mask <-> polygons, brush RLE, COCO RLE."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from backend import geometry as g
+from backend.studio import geometry as g
 
-# Label Studio reference section 5: a 5x4 block at columns 3-7, rows 2-5 of a 10x8 image,
+# docs/label-studio.md, result geometry: a 5x4 block at columns 3-7, rows 2-5 of a 10x8 image,
 # as produced by label_studio_sdk's mask2rle and rendered by a real Label Studio 1.23.2.
 REFERENCE_RLE = [0, 0, 1, 64, 57, 27, 254, 91, 0, 194, 127, 248, 76, 3, 9, 255, 225, 48, 12,
                  39, 255, 132, 192, 48, 159, 254, 87, 0, 0]
@@ -232,8 +232,10 @@ def test_brush_rle_with_wrong_size_is_rejected():
 
 
 def test_coco_rle_round_trips():
+    from model.overlay import encode_rle  # the one COCO RLE encoder (model CLI, backend alike)
+
     mask = disc_with_holes()
-    rle = g.mask_to_coco_rle(mask)
+    rle = encode_rle(mask)
     assert rle["size"] == [200, 220] and isinstance(rle["counts"], str)
     assert np.array_equal(g.coco_rle_to_mask(rle), mask)
     assert np.array_equal(g.coco_rle_to_mask({**rle, "counts": rle["counts"].encode()}), mask)
@@ -266,7 +268,7 @@ def test_bridged_hole_is_empty_under_the_non_zero_rule_too():
 
 
 def test_speckled_mask_keeps_its_largest_parts():
-    from backend.geometry import mask_to_polygons
+    from backend.studio.geometry import mask_to_polygons
 
     rng = np.random.default_rng(0)
     mask = rng.random((200, 200)) > 0.7          # thousands of specks

@@ -52,6 +52,20 @@ def assert_alive(client):
     assert reply.status_code == 200 and time.monotonic() - started < 1.0
 
 
+def assert_visible_refusal(reply, fragment: str, shapes_allowed: int = 0) -> list[str]:
+    """An interactive refusal: 200, the reason as a marked message line, no shape but the drawn box's echo."""
+    from backend.studio.results.textarea import MESSAGE_PREFIX
+
+    assert reply.status_code == 200, reply.get_data(as_text=True)
+    results = reply.get_json()["results"][0]["result"]
+    messages = [text for item in results if item["type"] == "textarea" for text in item["value"]["text"]
+                if text.startswith(MESSAGE_PREFIX)]
+    assert len([item for item in results if item["type"] != "textarea"]) <= shapes_allowed
+    assert all("\n" not in text and "Traceback" not in text for text in messages)
+    assert not fragment or any(fragment in text for text in messages), messages
+    return messages
+
+
 def assert_one_line_error(reply, status: int, fragment: str = ""):
     assert reply.status_code == status, reply.get_data(as_text=True)
     body = reply.get_json()
@@ -135,8 +149,8 @@ def test_too_many_tasks_labels_or_characters():
     assert_one_line_error(client.post("/setup", json=setup_body(long_label)), 400, "MAX_PROMPT_CHARS=50")
     context = textarea_context("x" * 51)
     body = predict_body([ls_task(1, GOOD)], label_config("referring_prompt.xml"), context)
-    reply = client.post("/predict", json=body)
-    assert_one_line_error(reply, 400, "MAX_PROMPT_CHARS=50")
+    reply = client.post("/predict", json=body)  # interactive: the annotator sees why, in the prompt TextArea
+    assert_visible_refusal(reply, "MAX_PROMPT_CHARS=50")
     assert_alive(client)
 
 
@@ -146,13 +160,17 @@ def test_too_many_tasks_labels_or_characters():
     [{"x": "NaN"}, {"x": "Infinity"}, {"width": -5}, {"width": 0}, {"x": 150}, {"x": "10"}, {"rotation": "NaN"}],
     ids=["nan", "inf", "negative", "zero-width", "outside", "string", "nan-rotation"],
 )
-def test_bad_drawn_boxes_are_400(value):
+def test_bad_drawn_boxes_are_refused(value, caplog):
     client = make_app().test_client()
     context = drawn_box_context()
     context["result"][0]["value"].update(value)
     text = json.dumps(predict_body([ls_task(1, GOOD)], DESCRIBE, context))
     text = text.replace('"NaN"', "NaN").replace('"Infinity"', "Infinity")
-    assert_one_line_error(client.post("/predict", data=text, content_type="application/json"), 400, "drawn box")
+    with caplog.at_level("WARNING", logger="backend.http"):
+        reply = client.post("/predict", data=text, content_type="application/json")
+    # a box that cannot be drawn again carries no message; a finite one comes back with the reason as its text
+    assert_visible_refusal(reply, "", shapes_allowed=1)
+    assert any("drawn box" in record.getMessage() for record in caplog.records)
     assert_alive(client)
 
 
@@ -435,7 +453,7 @@ def test_serve_without_checkpoint_and_unknown_commands_fail_in_one_line(monkeypa
 
 
 def test_threads_cover_running_and_queued_requests():
-    from backend.gunicorn_conf import gunicorn_options
+    from backend.http.gunicorn_conf import gunicorn_options
     from backend.settings import load_settings
 
     options = gunicorn_options(load_settings({"MAX_CONCURRENCY": "2", "MAX_QUEUE": "16"}))
@@ -460,7 +478,7 @@ def test_deadline_stops_real_decoding_and_the_task_is_left_for_later(random_tiny
 
     nc.run_batch = run_batch_then_expire
     client = make_app(nc).test_client()
-    from backend import limits
+    from backend import deadline as limits
     real_expired = limits.Deadline.expired
     limits.Deadline.expired = lambda self: expired["now"] or real_expired(self)
     try:
@@ -476,7 +494,7 @@ def test_gpu_lock_serves_an_urgent_waiter_first():
     """An annotator's interactive call waiting on the GPU goes before the next call of a running batch."""
     import threading
 
-    from backend.limits import PriorityLock
+    from backend.predict.gpu_lock import PriorityLock
 
     lock = PriorityLock()
     order: list[str] = []

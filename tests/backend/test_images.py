@@ -424,11 +424,11 @@ def test_https_verifies_the_name_while_connecting_to_the_checked_address(tmp_pat
         settings = settings_for(f"images.test:{server.port}")
         with pytest.raises(ImageError, match="cannot download from images.test: SSLError"):
             ImageLoader(settings, resolve=resolver_to("127.0.0.1")).load(url)  # not signed by a known CA
-        monkeypatch.setattr("backend.images._ca_bundle", lambda: cert)
+        monkeypatch.setattr("backend.images.loader._ca_bundle", lambda: cert)
         assert ImageLoader(settings, resolve=resolver_to("127.0.0.1")).load(url).size == (30, 20)
         wrong_name = f"https://other.test:{server.port}/img.png"
         with pytest.raises(ImageError, match="SSLError"):
             ImageLoader(settings_for(f"other.test:{server.port}"), resolve=resolver_to("127.0.0.1")).load(wrong_name)
         insecure = settings_for(f"other.test:{server.port}", verify_tls=False)
-        monkeypatch.setattr("backend.images._ca_bundle", lambda: None)
+        monkeypatch.setattr("backend.images.loader._ca_bundle", lambda: None)
         assert ImageLoader(insecure, resolve=resolver_to("127.0.0.1")).load(wrong_name).size == (30, 20)

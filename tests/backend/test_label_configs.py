@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from label_studio_sdk.label_interface import LabelInterface
 
-from backend.labeling import parse_label_config
-from backend.phrases import PhraseMatcher
+from backend.studio.labeling import parse_label_config
+from backend.studio.phrases import PhraseMatcher
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "label_config"
 
@@ -72,7 +72,7 @@ def test_backend_reads_expected_controls(name):
     assert config.skipped == ()
     (target,) = config.targets
     assert (target.name, target.value_key) == ("image", "image")
-    controls = [(c.name, c.kind, list(c.label_values)) for c in target.region_controls]
+    controls = [(c.name, c.kind, [label.value for label in c.labels]) for c in target.region_controls]
     assert controls == expected_controls
     assert {area.name: area.role for area in target.text_areas} == expected_areas
     assert all(area.per_region == (area.role == "description") for area in target.text_areas)
@@ -87,7 +87,7 @@ def test_interactive_tools_are_smart(name):
 
 def test_label_attributes_in_configs():
     target = parse_label_config(read("all_in_one.xml")).targets[0]
-    box = target.controls_of_kind("rectanglelabels")[0]
+    box = next(c for c in target.region_controls if c.kind == "rectanglelabels")
     assert box.label("dog").referring_expression == "a dog"
     assert "man" in box.label("person").synonyms
     assert box.catch_all.value == "object"

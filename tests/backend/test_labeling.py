@@ -1,4 +1,4 @@
-"""backend/labeling.py: what the backend reads from a labeling config, and what it skips."""
+"""backend/studio/labeling.py: what the backend reads from a labeling config, and what it skips."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from backend.labeling import (
+from backend.studio.labeling import (
     Label,
     LabelConfigError,
     RegionControl,
@@ -35,7 +35,7 @@ def test_reference_config_from_a_real_label_studio():
     assert (target.name, target.value_key) == ("image", "image")
     assert [(c.name, c.kind) for c in target.region_controls] == [
         ("label", "rectanglelabels"), ("poly", "polygonlabels"), ("brush", "brushlabels")]
-    assert all(c.label_values == ("cat", "dog") and c.to_name == "image"
+    assert all(tuple(label.value for label in c.labels) == ("cat", "dog") and c.to_name == "image"
                for c in target.region_controls)
     assert target.prompt_areas == (TextAreaControl("prompt", "image", "prompt", False, None),)
     assert target.region_areas == (TextAreaControl("desc", "image", "description", True, None),)
@@ -134,7 +134,7 @@ def test_unservable_parts_are_skipped_with_reasons(caplog):
       <Image name="lonely" value="$other"/>
       <BrushLabels name="brush" toName="image"><Label value="x"/></BrushLabels>
     </View>"""
-    with caplog.at_level(logging.WARNING, logger="backend.labeling"):
+    with caplog.at_level(logging.WARNING, logger="backend.studio.labeling"):
         config = parse_label_config(xml)
     reasons = {item.name: item.reason for item in config.skipped}
     assert set(reasons) == {"kp", "cls", "video", "vbox", "ghost", "dynamic", "empty", "weird",

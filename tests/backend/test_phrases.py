@@ -1,11 +1,11 @@
-"""backend/phrases.py: phrases from the model -> labels from the config."""
+"""backend/studio/phrases.py: phrases from the model -> labels from the config."""
 
 from __future__ import annotations
 
 import pytest
 
-from backend.labeling import Label, parse_label_config
-from backend.phrases import (
+from backend.studio.labeling import Label, parse_label_config
+from backend.studio.phrases import (
     PhraseMatcher,
     labels_for_phrase,
     match_phrase,

@@ -1,4 +1,4 @@
-"""Label mapping made explicit: backend/phrases.py is the one place where model phrases meet config labels.
+"""Label mapping made explicit: backend/studio/phrases.py is the one place where model phrases meet config labels.
 
 Labels as a config spells them (spaces, hyphens, parentheses, digits, ``&``) against phrases as the
 model writes them (case, plurals, articles, adjectives, typos); ``labels_for_region`` (the entry
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from backend.labeling import parse_label_config
-from backend.phrases import LabelMatch, PhraseMatcher, labels_for_region
+from backend.studio.labeling import parse_label_config
+from backend.studio.phrases import LabelMatch, PhraseMatcher, labels_for_region
 from tests.backend.fakes import (
     FakeNextChat,
     data_uri,
@@ -196,8 +196,8 @@ def test_drawn_box_keeps_its_label_and_maps_it_where_missing(recording):
 
 
 def test_similarity_switch_from_the_config():
-    from backend.labeling import parse_label_config
-    from backend.phrases import labels_for_region
+    from backend.studio.labeling import parse_label_config
+    from backend.studio.phrases import labels_for_region
 
     xml = """<View><Image name="image" value="$image"/>
       <RectangleLabels name="on" toName="image"><Label value="bicycle"/></RectangleLabels>

@@ -1,4 +1,4 @@
-"""backend.predictor: config limits, per-task isolation, deadlines; and the real model end to end."""
+"""backend.predict: config limits, per-task isolation, deadlines; and the real model end to end."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ import time
 
 import pytest
 
+from backend.deadline import Deadline
 from backend.images import ImageLoader
-from backend.limits import Deadline
-from backend.predictor import ConfigError, ModelHolder, Predictor, load_model, parse_config
+from backend.predict.config import parse_config
+from backend.predict.errors import ConfigError
+from backend.predict.holder import ModelHolder, load_model
+from backend.predict.predictor import Predictor
 from backend.settings import load_settings
 from tests.backend.fakes import (
     FakeNextChat,
@@ -29,7 +32,7 @@ SETTINGS = load_settings({})
 
 def predictor_for(model, **overrides) -> Predictor:
     settings = load_settings({}, **overrides)
-    return Predictor(ModelHolder(model), settings, ImageLoader(settings))
+    return Predictor(ModelHolder.loaded(model), settings, ImageLoader(settings))
 
 
 def config_with_labels(*values: str, prompt: str | None = None) -> str:
@@ -78,7 +81,7 @@ def test_one_bad_task_never_sinks_the_batch(caplog):
              ls_task(7, good)]
     predictor = predictor_for(FailingOnWidth(33))
     config = parse_config(BOXES, SETTINGS)
-    with caplog.at_level(logging.WARNING, logger="backend.predictor"):
+    with caplog.at_level(logging.WARNING, logger="backend.predict"):
         entries = predictor.predict(tasks, config, None, Deadline.after(30))
     assert len(entries) == 7
     assert [bool(entry["result"]) for entry in entries] == [True, False, True, False, False, False, True]

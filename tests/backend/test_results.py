@@ -1,4 +1,4 @@
-"""backend/results: result dicts shaped as Label Studio 1.23 accepts them (reference section 5)."""
+"""backend/studio/results: result dicts shaped as Label Studio 1.23 accepts them (docs/label-studio.md)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from label_studio_sdk.label_interface import LabelInterface
 
-from backend.geometry import brush_rle_to_mask, polygons_to_mask
-from backend.labeling import parse_label_config
-from backend.results import (
+from backend.studio.geometry import brush_rle_to_mask, polygons_to_mask
+from backend.studio.labeling import parse_label_config
+from backend.studio.results import (
     BrushLabelsResult,
     PolygonLabelsResult,
     PolygonOptions,

@@ -10,7 +10,7 @@ from pathlib import Path
 from PIL import Image
 
 from backend.batch import main
-from backend.labeling import parse_label_config
+from backend.studio.labeling import parse_label_config
 
 from .conftest import GOOD_IMAGES, LABELS
 

@@ -1,7 +1,7 @@
 """Independent checks that stored Label Studio results fit a label config (no backend code used).
 
 `read_controls(xml)` lists the control tags of a config; `result_problems(result, controls, size)`
-returns every way a list of result items breaks the rules of Label Studio 1.23 (reference §5):
+returns every way a list of result items breaks the rules of Label Studio 1.23 (docs/label-studio.md):
 from_name/to_name/type of a control, labels from the config, percent coordinates in [0, 100],
 polygons of >= 3 points, brush RLE that decodes to a mask of the image's size, per-region text tied
 to a region of the same result. An empty list means the result fits.

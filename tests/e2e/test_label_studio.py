@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from backend.demo import LABEL_CONFIG_DIR, draw_sample_image, local_files_url
-from backend.ls_api import LabelStudioClient, LabelStudioError
+from backend.dev.demo import LABEL_CONFIG_DIR, draw_sample_image, local_files_url
+from backend.studio.client import LabelStudioClient, LabelStudioError
 from tests.e2e.region_checks import REGION_TYPES, read_controls, result_problems
 
 pytestmark = pytest.mark.e2e
@@ -136,7 +136,7 @@ def test_all_result_types_are_exercised(project_runs):
 
 
 def drawn_box_context(width: int, height: int, label: str) -> dict:
-    """The context the labeling UI sends after a box is drawn with the smart tool (reference §4)."""
+    """The context the labeling UI sends after a box is drawn with the smart tool (docs/label-studio.md)."""
     return {"result": [{
         "original_width": width, "original_height": height, "image_rotation": 0,
         "value": {"x": 20.5, "y": 25.25, "width": 40.0, "height": 45.5, "rotation": 0, "rectanglelabels": [label]},

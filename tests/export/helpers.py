@@ -1,4 +1,4 @@
-"""Label Studio-shaped results (as captured in shared/reference/label-studio.md §3/§5), test images, and
+"""Label Studio-shaped results (docs/label-studio.md), test images, and
 an independent rasteriser for the expected masks."""
 
 from __future__ import annotations

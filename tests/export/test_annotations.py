@@ -160,7 +160,7 @@ def test_polygon_mask_matches_independent_rasterisation():
 
 
 def test_backend_shaped_prediction_multi_part_polygon_and_brush_take_the_box_text():
-    """As backend/results/assemble.py writes them: text on the rectangle, one polygon per part, a brush."""
+    """As backend/studio/results/assemble.py writes them: text on the rectangle, one polygon per part, a brush."""
     mask = np.zeros((240, 320), dtype=bool)
     mask[24:168, 32:150] = True
     mask[150:168, 170:192] = True

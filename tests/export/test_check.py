@@ -79,3 +79,10 @@ def test_missing_res_jsonl_and_bad_lines(tmp_path, capsys):
     result = check_stage3_dir(tmp_path)
     assert len(result.problems) == 2
     assert main_check([str(tmp_path / "nope")]) == 2
+
+
+def test_an_empty_dataset_is_reported_and_fails(tmp_path, capsys):
+    write_dir(tmp_path, [])
+    assert main_check([str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "holds no records: the dataset is empty" in out and "OK" not in out.splitlines()[-1]

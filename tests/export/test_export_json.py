@@ -201,4 +201,5 @@ def test_malformed_tasks_are_reported_not_fatal(tmp_path, capsys):
     assert main_export(argv) == 0
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     assert report["records"] == 0 and report["skipped"] == 2
-    assert main_check([str(tmp_path / "o")]) == 0
+    assert main_check([str(tmp_path / "o")]) == 1  # an empty dataset is a problem, not OK
+    assert "the dataset is empty" in capsys.readouterr().out

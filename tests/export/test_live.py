@@ -57,21 +57,21 @@ def created(text="a cat", points=POLY, updated_at="2026-01-01T10:00:00.000000Z",
 def test_created_updated_deleted(live):
     exporter, loader, out = live
     exporter.submit(created())
-    assert exporter.flush(10)
+    assert exporter.flush(60)
     (record,) = read_records(out)
     assert record["expressions"] == ["a cat"] and record["bbox"] == [32.0, 24.0, 192.0, 168.0]
     exporter.submit(created("a fat cat", [(20, 20), (60, 20), (60, 70)], "2026-01-01T11:00:00Z", "ANNOTATION_UPDATED"))
-    assert exporter.flush(10)
+    assert exporter.flush(60)
     (record,) = read_records(out)
     assert record["expressions"] == ["a fat cat"] and record["bbox"] == [64.0, 48.0, 192.0, 168.0]
     assert loader.calls == 1  # the stored image of the task is reused
     assert check_stage3_dir(out).ok
     exporter.submit({"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 100}], "project": {"id": 1}})
-    assert exporter.flush(10)
+    assert exporter.flush(60)
     assert read_records(out) == []
     assert list((out / "images").iterdir()) == []
     exporter.submit(created("late", action="ANNOTATION_UPDATED", updated_at="2026-01-02T00:00:00Z"))
-    assert exporter.flush(10)
+    assert exporter.flush(60)
     assert read_records(out) == []  # a late event for a deleted annotation is ignored
 
 
@@ -79,11 +79,11 @@ def test_replay_is_idempotent_and_older_versions_are_ignored(live):
     exporter, _, out = live
     newer = created("newer", updated_at="2026-01-01T12:00:00Z", action="ANNOTATION_UPDATED")
     exporter.submit(newer)
-    exporter.flush(10)
+    exporter.flush(60)
     first = (out / "res.jsonl").read_bytes()
     exporter.submit(newer)
     exporter.submit(created("older", updated_at="2026-01-01T09:00:00Z", action="ANNOTATION_UPDATED"))
-    exporter.flush(10)
+    exporter.flush(60)
     assert (out / "res.jsonl").read_bytes() == first
 
 
@@ -117,10 +117,10 @@ def test_bulk_created_tasks_deleted_and_unrelated_events(live):
     exporter.submit({"action": "PROJECT_UPDATED", "project": {"id": 1}})
     exporter.submit({"action": "ANNOTATION_CREATED", "annotation": "junk"})
     exporter.submit("not a dict")
-    assert exporter.flush(10)
+    assert exporter.flush(60)
     assert sorted(r["task_id"] for r in read_records(out)) == [5, 6]
     exporter.submit({"action": "TASKS_DELETED", "tasks": [{"id": 6}], "project": {"id": 1}})
-    assert exporter.flush(10)
+    assert exporter.flush(60)
     assert [r["task_id"] for r in read_records(out)] == [5]
     assert check_stage3_dir(out).ok
 
@@ -128,7 +128,7 @@ def test_bulk_created_tasks_deleted_and_unrelated_events(live):
 def test_restart_cleans_temp_files_and_rebuilds(live, tmp_path):
     exporter, loader, out = live
     exporter.submit(created())
-    exporter.flush(10)
+    exporter.flush(60)
     exporter.close()
     (out / "res.jsonl").write_text("")  # as if killed after an entry was stored, before the rebuild
     (out / ".tmp-abc").write_bytes(b"partial")
@@ -142,7 +142,7 @@ def test_restart_cleans_temp_files_and_rebuilds(live, tmp_path):
 
 
 def test_backend_webhook_queues_and_answers_at_once(tmp_path):
-    from backend.app import create_app
+    from backend.http.app import create_app
     from backend.settings import load_settings
 
     loader = FakeLoader(delay=2.0)

@@ -73,8 +73,10 @@ def test_missing_tokenizer_and_folder_are_clear(tiny_checkpoint, tiny_vision_tow
     (ckpt / "tokenizer.model").unlink()
     with pytest.raises(CheckpointError, match="no tokenizer.model"):
         NextChat.from_pretrained(ckpt, vision_tower=tiny_vision_tower)
-    with pytest.raises(CheckpointError, match="does not exist"):
+    with pytest.raises(CheckpointError, match="checkpoint folder .* does not exist"):
         NextChat.from_pretrained(tmp_path / "nowhere", vision_tower=tiny_vision_tower)
+    with pytest.raises(CheckpointError, match="vision tower folder .*no-tower does not exist"):
+        NextChat.from_pretrained(tiny_checkpoint, vision_tower=tmp_path / "no-tower")
 
 
 def test_hub_id_offline_without_cache_is_a_clear_error(tiny_vision_tower, monkeypatch, tmp_path):

@@ -1,0 +1,228 @@
+"""`python -m backend demo`: Label Studio 1.23.2 and this backend on loopback, with sample projects.
+
+    python -m backend demo [--workdir runs/demo] [--ls-port 8080] [--backend-port 9090]
+                           [--checkpoint DIR --vision-tower DIR]
+
+Starts Label Studio from its own venv (.venv-ls, made by scripts/install_label_studio.sh) as a
+separate process, and `python -m backend serve` with a tiny *random* checkpoint (made once by
+`python -m model.random_checkpoint --size tiny`). Creates one project per config in label_config/
+with generated images (local files and uploads), connects the backend, retrieves predictions, and
+prints the URL and login. Ctrl-C stops both. The process helpers are in backend.dev.harness.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from backend.dev.harness import (
+    LABEL_STUDIO_VERSION,
+    REPO_ROOT,
+    LabelStudioNotInstalled,
+    LabelStudioServer,
+    find_label_studio,
+    free_port,
+    port_is_free,
+    start_backend,
+    start_label_studio,
+)
+from backend.studio.client import LabelStudioClient, LabelStudioError
+
+LABEL_CONFIG_DIR = REPO_ROOT / "label_config"
+
+
+# ---- sample data -------------------------------------------------------------------------------
+SAMPLE_SIZES = ((640, 480), (480, 360), (360, 480))
+
+
+def draw_sample_image(path: Path, size: tuple[int, int], seed: int) -> Path:
+    """A simple street-like scene (sky, road, a 'car', a 'person', a 'dog') so regions have something to sit on."""
+    import random
+
+    from PIL import Image, ImageDraw
+
+    rng = random.Random(seed)
+    width, height = size
+    image = Image.new("RGB", size, (135, 190, 235))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([0, int(height * 0.65), width, height], fill=(90, 90, 95))
+    car_x = rng.randint(0, width // 2)
+    car_y = int(height * 0.55)
+    draw.rectangle([car_x, car_y, car_x + width // 3, car_y + height // 8], fill=(200, 30, 40))
+    for wheel_x in (car_x + width // 15, car_x + width // 4):
+        draw.ellipse([wheel_x - 12, car_y + height // 9, wheel_x + 12, car_y + height // 9 + 24], fill=(20, 20, 20))
+    person_x = rng.randint(width // 2, width - 40)
+    draw.ellipse([person_x, int(height * 0.30), person_x + 30, int(height * 0.30) + 30], fill=(240, 200, 160))
+    draw.rectangle([person_x + 5, int(height * 0.30) + 30, person_x + 25, int(height * 0.62)], fill=(30, 60, 160))
+    dog_x = rng.randint(10, width - 90)
+    draw.ellipse([dog_x, int(height * 0.72), dog_x + 80, int(height * 0.72) + 40], fill=(140, 90, 40))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
+
+
+def make_sample_images(folder: Path, count: int = 3, prefix: str = "sample") -> list[Path]:
+    return [
+        draw_sample_image(folder / f"{prefix}-{index}.png", SAMPLE_SIZES[index % len(SAMPLE_SIZES)], seed=index)
+        for index in range(count)
+    ]
+
+
+def local_files_url(path: Path, files_root: Path) -> str:
+    """The task URL of a file under LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT."""
+    return "/data/local-files/?d=" + path.resolve().relative_to(files_root.resolve()).as_posix()
+
+
+# Stored with the local-files task, so configs with a prompt / question TextArea have something to answer
+# before anyone types (the keys are the TextAreas' names in label_config/).
+SAMPLE_TEXT = {"prompt": "the red car", "question": "What is next to the red car?"}
+
+
+def create_demo_projects(ls: LabelStudioClient, backend_url: str, files_root: Path, upload_dir: Path) -> list[dict]:
+    """One project per label_config/*.xml: a local-files task and an uploaded task each, backend connected."""
+    local_images = make_sample_images(files_root / "images", count=1, prefix="local")
+    uploads = make_sample_images(upload_dir, count=2, prefix="upload")[1:]
+    projects = []
+    for config_path in sorted(LABEL_CONFIG_DIR.glob("*.xml")):
+        project = ls.create_project(f"NExT-Chat demo: {config_path.stem}", config_path.read_text())
+        ls.add_local_files_storage(project["id"], files_root / "images")
+        ls.import_tasks(project["id"], [{"image": local_files_url(path, files_root), **SAMPLE_TEXT}
+                                        for path in local_images])
+        ls.upload_files(project["id"], uploads)
+        ls.connect_ml_backend(project["id"], backend_url, title="NExT-Chat (random demo weights)")
+        ls.retrieve_predictions(project["id"])
+        projects.append(project)
+        print(f"  project {project['id']}: {config_path.stem}", flush=True)
+    return projects
+
+
+def reconnect_projects(ls: LabelStudioClient, projects: list[dict], backend_url: str) -> None:
+    for project in projects:
+        for ml_backend in ls.list_ml_backends(project["id"]):
+            if ml_backend["url"] != backend_url:
+                ls.update_ml_backend(ml_backend, url=backend_url)
+    print(f"  reusing {len(projects)} projects from an earlier run", flush=True)
+
+
+# ---- the command ---------------------------------------------------------------------------------
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m backend demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", type=Path, default=REPO_ROOT / "runs" / "demo",
+                        help="Label Studio data, images, checkpoint and logs (kept between runs)")
+    parser.add_argument("--ls-port", type=int, default=8080, help="Label Studio port on 127.0.0.1 (0: any free)")
+    parser.add_argument("--backend-port", type=int, default=9090, help="backend port on 127.0.0.1 (0: any free)")
+    parser.add_argument("--checkpoint", type=Path, help="NExT-Chat checkpoint (default: a random tiny one)")
+    parser.add_argument("--vision-tower", type=Path, help="CLIP vision tower (default: CHECKPOINT/vision_tower)")
+    return parser.parse_args(argv)
+
+
+def pick_port(requested: int, what: str) -> int:
+    if requested == 0:
+        return free_port()
+    if not port_is_free("127.0.0.1", requested):
+        raise SystemExit(f"error: port {requested} for {what} is in use; pass another with --{what}-port (0: any)")
+    return requested
+
+
+def ensure_checkpoint(args: argparse.Namespace) -> tuple[Path, Path]:
+    if args.checkpoint:
+        return args.checkpoint, args.vision_tower or args.checkpoint / "vision_tower"
+    checkpoint = args.workdir / "random-tiny-checkpoint"
+    if not (checkpoint / "config.json").is_file():
+        print(f"making a random tiny checkpoint in {checkpoint} ...", flush=True)
+        subprocess.run([sys.executable, "-m", "model.random_checkpoint", "--size", "tiny", "--out", str(checkpoint)],
+                       cwd=REPO_ROOT, check=True)
+    return checkpoint, checkpoint / "vision_tower"
+
+
+def load_login(workdir: Path) -> dict:
+    """The demo user's login, kept in workdir so a second run can reuse Label Studio's data."""
+    login_file = workdir / "login.json"
+    if login_file.is_file():
+        return json.loads(login_file.read_text())
+    login = {"username": "demo@example.com", "password": secrets.token_urlsafe(9), "token": secrets.token_hex(20)}
+    workdir.mkdir(parents=True, exist_ok=True)
+    login_file.write_text(json.dumps(login))
+    login_file.chmod(0o600)
+    return login
+
+
+def print_banner(server: LabelStudioServer, backend_url: str, first_project: dict) -> None:
+    where = f"{server.url}/projects/{first_project['id']}/data"
+    print(f"""
+Label Studio {LABEL_STUDIO_VERSION}: {where}
+  login:    {server.username}
+  password: {server.password}
+NExT-Chat backend: {backend_url} (connected to every demo project)
+
+NOTE: the backend runs a tiny RANDOM checkpoint. Its predictions are MEANINGLESS: they only show
+that boxes, polygons, masks and descriptions flow into Label Studio in the right shape. For real
+predictions run `python -m backend serve --checkpoint AoZhang/nextchat-7b-336 ...` (docs/deploy.md).
+
+Press Ctrl-C to stop Label Studio and the backend.""", flush=True)
+
+
+def stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM both end the demo through its `finally` (which stops LS and the backend);
+    SIGINT is re-armed because a shell's background job starts with it ignored."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    find_label_studio()
+    stop_on_signals()
+    ls_port, backend_port = pick_port(args.ls_port, "ls"), pick_port(args.backend_port, "backend")
+    checkpoint, vision_tower = ensure_checkpoint(args)
+    login = load_login(args.workdir)
+    files_root = args.workdir / "files"
+    print(f"starting Label Studio on 127.0.0.1:{ls_port} (first start takes about a minute) ...", flush=True)
+    server = start_label_studio(args.workdir / "label-studio-data", files_root, ls_port,
+                                username=login["username"], password=login["password"], token=login["token"])
+    backend = None
+    try:
+        print(f"starting the backend on 127.0.0.1:{backend_port} ...", flush=True)
+        backend, backend_url = start_backend(
+            checkpoint, vision_tower, backend_port, args.workdir / "backend.log",
+            env_overrides={"LABEL_STUDIO_URL": server.url, "LABEL_STUDIO_API_KEY": server.api_key},
+        )
+        ls = server.client()
+        projects = sorted(ls.list_projects(), key=lambda project: project["id"])
+        if projects:  # a second run on the same workdir: point the projects at this run's backend
+            reconnect_projects(ls, projects, backend_url)
+        else:
+            projects = create_demo_projects(ls, backend_url, files_root, args.workdir / "uploads")
+        print_banner(server, backend_url, projects[0])
+        while server.process.alive() and backend.alive():
+            time.sleep(1)
+        print("a process exited; see the logs in", args.workdir, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping ...", flush=True)
+        return 0
+    finally:
+        if backend is not None:
+            backend.stop()
+        server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        return run_demo(args)
+    except (LabelStudioNotInstalled, LabelStudioError, subprocess.CalledProcessError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""Tasks -> Label Studio prediction entries: per-task dispatch within a request's deadline.
+
+Pre-annotation and the region rules are in backend.predict.workflows, interactive contexts in
+backend.predict.interactive. One bad task never sinks a batch: it gets an empty result and its reason is
+logged. A task the deadline did not reach gets an entry without "result", which Label Studio stores no
+result for, while the order and count of entries stay right.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from PIL import Image
+
+from backend.deadline import Deadline
+from backend.images import ImageError
+from backend.predict.calls import ModelCalls
+from backend.predict.errors import InvalidContext, ModelUnavailable, OutOfTime, TaskError
+from backend.predict.holder import ModelHolder, is_out_of_memory, release_gpu_memory
+from backend.predict.interactive import context_items_for, predict_interactive
+from backend.predict.workflows import RegionWorkflows
+from backend.settings import Settings
+from backend.studio.labeling import ImageTarget, LabelingConfig
+from backend.studio.results import prediction_entry
+
+log = logging.getLogger("backend.predict")
+
+
+class Predictor:
+    """Predicts Label Studio tasks; `image_loader` fetches task images (HTTP path), batch jobs pass
+    decoded images to :meth:`predict_one` instead."""
+
+    def __init__(self, holder: ModelHolder, settings: Settings, image_loader=None):
+        self.holder = holder
+        self.settings = settings
+        self.images = image_loader
+        self.flows = RegionWorkflows(settings)
+
+    def predict(self, tasks: list[dict], config: LabelingConfig, context: dict | None,
+                deadline: Deadline) -> list[dict]:
+        calls = ModelCalls(self.holder, deadline, urgent=context is not None)
+        model_version = calls.model_version
+        entries = []
+        for task in tasks:
+            if deadline.expired():
+                entries.append(not_reached(task, model_version))
+                continue
+            entries.append(self._predict_task(task, config, context, calls, model_version))
+        return entries
+
+    def predict_one(self, task: dict, config: LabelingConfig, context: dict | None,
+                    images: Mapping[str, Image.Image], calls: ModelCalls) -> dict:
+        """One task's prediction entry from its decoded images (Image name -> image). Raises on failure
+        (TaskError, OutOfTime, model errors): :meth:`predict` turns those into an empty entry per task;
+        batch jobs count them."""
+        results = []
+        for target in config.targets:
+            image = images.get(target.name)
+            if image is None:
+                continue
+            if context is None:
+                results += self.flows.preannotate(task, target, image, calls)
+            else:
+                results += predict_interactive(self.flows, task, target, image,
+                                               context_items_for(context, target), calls)
+        return prediction_entry(results, calls.model_version)
+
+    def _predict_task(self, task, config, context, calls: ModelCalls, model_version: str) -> dict:
+        task_id = task.get("id")
+        try:
+            images = self._task_images(task, config, context, calls.deadline)
+            return self.predict_one(task, config, context, images, calls)
+        except (InvalidContext, ModelUnavailable):
+            raise
+        except OutOfTime:
+            if context is not None:  # an annotator is waiting: say so (backend.predict.refusals)
+                raise InvalidContext(f"no answer within REQUEST_DEADLINE_S={self.settings.request_deadline_s:g} s; "
+                                     "try again") from None
+            return not_reached(task, model_version)
+        except (ImageError, TaskError) as exc:
+            if context is not None:
+                raise InvalidContext(f"cannot use the task: {exc}") from None
+            log.warning("task %s: no prediction: %s", task_id, exc)
+            return prediction_entry([], model_version)
+        except Exception as exc:  # noqa: BLE001 - one bad task must not sink the batch
+            if not is_out_of_memory(exc):
+                log.exception("task %s: no prediction: %s", task_id, type(exc).__name__)
+                return prediction_entry([], model_version)
+        # CUDA out of memory: only now, with the traceback (and the tensors its frames hold) gone,
+        # can the cache be emptied; the request gets 503 and the next one starts clean
+        release_gpu_memory()
+        log.error("task %s: GPU out of memory; answering 503", task_id)
+        raise ModelUnavailable("GPU out of memory; retry later")
+
+    def _task_images(self, task, config: LabelingConfig, context, deadline: Deadline) -> dict[str, Image.Image]:
+        """The decoded image of every Image this task's prediction needs (with a context: those it names)."""
+        images = {}
+        for target in config.targets:
+            if context is not None and not context_items_for(context, target):
+                continue
+            images[target.name] = self._load_image(task, target, deadline)
+        return images
+
+    def _load_image(self, task, target: ImageTarget, deadline: Deadline) -> Image.Image:
+        value = task["data"].get(target.value_key)
+        if value is None:
+            raise TaskError(f"task data has no {target.value_key!r} for Image {target.name!r}")
+        return self.images.load(value, task.get("id"), deadline)
+
+
+def not_reached(task: dict, model_version: str) -> dict:
+    log.warning("task %s: skipped, the request deadline passed before it", task.get("id"))
+    return {"model_version": model_version, "score": 0.0, "error": "deadline passed before this task"}
