@@ -27,6 +27,8 @@ def parse_args(argv):
                         help="an input box in pixels (repeatable; reference it in TEXT as [0], [1])")
     parser.add_argument("--point", action="append", default=[], metavar="X,Y[,LABEL]",
                         help="a click in pixels for --task segment, LABEL 1 positive (default) or 0 negative")
+    parser.add_argument("--delta", default=None, metavar="PATH",
+                        help="a stage-3 delta (RUN/delta.safetensors from python -m model.stage3) to apply")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="fp32")
     parser.add_argument("--max-new-tokens", type=int, default=64)
@@ -74,7 +76,7 @@ def run(args) -> dict:
     clicks = [parse_point(p) for p in args.point]
     image = to_rgb(Image.open(args.image))
     nc = NextChat.from_pretrained(args.checkpoint, vision_tower=args.vision_tower, device=args.device,
-                                  dtype=args.dtype)
+                                  dtype=args.dtype, delta=args.delta)
     if args.task == "ground":
         regions, answer = nc.ground(image, args.text, max_new_tokens=args.max_new_tokens), None
     elif args.task == "describe":

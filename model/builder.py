@@ -27,9 +27,11 @@ class Components:
     config: NextChatConfig
     checkpoint_dir: Path
     tower_dir: Path
+    delta: object | None = None   # the applied stage-3 delta (model.stage3.delta.Delta), if any
 
 
-def load_components(checkpoint, vision_tower=None, device="cpu", dtype=torch.float32) -> Components:
+def load_components(checkpoint, vision_tower=None, device="cpu", dtype=torch.float32, delta=None) -> Components:
+    """``delta``: a stage-3 delta file (or a loaded Delta) applied after loading, checked against the base."""
     dtype = parse_dtype(dtype)
     ckpt_dir = resolve_dir(checkpoint)
     raw_config = read_json(ckpt_dir / "config.json")
@@ -53,7 +55,12 @@ def load_components(checkpoint, vision_tower=None, device="cpu", dtype=torch.flo
     tower_dir = resolve_dir(vision_tower or _tower_named_in(ckpt_dir, raw_config), "vision tower")
     clip = load_clip(tower_dir, config)
     clip_config = ClipPreprocessConfig.from_dict(read_json(tower_dir / "preprocessor_config.json"))
-    return assemble(model, clip, tokenizer, clip_config, config, device, dtype, ckpt_dir, tower_dir)
+    components = assemble(model, clip, tokenizer, clip_config, config, device, dtype, ckpt_dir, tower_dir)
+    if delta is not None:
+        from .stage3.delta import apply_delta  # here: stage 3 imports this module
+
+        apply_delta(components, delta)
+    return components
 
 
 def _tower_named_in(ckpt_dir: Path, raw_config: dict) -> str:

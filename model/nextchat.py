@@ -54,8 +54,11 @@ class NextChat:
         self._lock = threading.RLock()
 
     @classmethod
-    def from_pretrained(cls, checkpoint, vision_tower=None, device="cpu", dtype=torch.float32, **kwargs) -> NextChat:
-        return cls(load_components(checkpoint, vision_tower=vision_tower, device=device, dtype=dtype), **kwargs)
+    def from_pretrained(cls, checkpoint, vision_tower=None, device="cpu", dtype=torch.float32, delta=None,
+                        **kwargs) -> NextChat:
+        """``delta``: a stage-3 delta (``model.stage3``) applied to the loaded checkpoint."""
+        return cls(load_components(checkpoint, vision_tower=vision_tower, device=device, dtype=dtype, delta=delta),
+                   **kwargs)
 
     @contextmanager
     def stop_when(self, should_stop: Callable[[], bool]):
@@ -78,7 +81,10 @@ class NextChat:
 
     @property
     def model_version(self) -> str:
-        return f"nextchat-{self.components.checkpoint_dir.name}"
+        """``nextchat-NAME``, plus ``+ft3.<delta id>`` while a stage-3 delta is applied."""
+        delta = self.components.delta
+        version = f"nextchat-{self.components.checkpoint_dir.name}"
+        return version if delta is None else f"{version}+ft3.{delta.short_id}"
 
     # ------------------------------------------------------------------ images
     def encode_image(self, image: Image.Image) -> ImageSession:
