@@ -74,7 +74,7 @@ def assemble(model: NextChatModel, clip: CLIPVisionModel, tokenizer: NextChatTok
              clip_config: ClipPreprocessConfig, config: NextChatConfig, device, dtype,
              checkpoint_dir: Path, tower_dir: Path) -> Components:
     """Place everything on ``device`` in ``dtype`` the way the release runs it: the CLIP tower rounded
-    through fp16 (spec Q7), SAM's prompt encoder and mask decoder kept in fp32."""
+    through fp16 (docs/model.md), SAM's prompt encoder and mask decoder kept in fp32."""
     model.to(device=device, dtype=dtype).eval()
     keep_sam_heads_fp32(model)
     tower = VisionTower(round_through_fp16(clip, dtype).to(device).eval(), config.mm_vision_select_layer)

@@ -20,7 +20,7 @@ LLAMA_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_la
 
 @dataclass(frozen=True)
 class NextChatConfig:
-    """The release's config.json: a Llama config plus the mm_* fields (spec §1)."""
+    """The release's config.json: a Llama config plus the mm_* fields (docs/model.md)."""
 
     llama: LlamaConfig
     mm_hidden_size: int
@@ -166,5 +166,5 @@ def keep_sam_heads_fp32(model: NextChatModel) -> None:
 
 
 def round_through_fp16(module: nn.Module, dtype: torch.dtype) -> nn.Module:
-    """The release casts the tower to fp16 and back (spec Q7): reproduce the rounding."""
+    """The release casts the tower to fp16 and back (docs/model.md): reproduce the rounding."""
     return module.to(torch.float16).to(dtype)

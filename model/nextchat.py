@@ -183,7 +183,7 @@ class NextChat:
         return embeds
 
     def suffix_embeddings(self, session: ImageSession, turn: prompts.UserTurn, boxes) -> torch.Tensor:
-        """Embeddings of the prompt after the cached prefix, input boxes at ``<boxes>`` (spec §5, §7)."""
+        """Embeddings of the prompt after the cached prefix, input boxes at ``<boxes>`` (docs/model.md)."""
         ids = self.prompt_ids(turn)
         if ids[: session.prefix_len] != session.prefix_ids:
             raise ValueError("prompt does not start with the image prefix")

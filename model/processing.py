@@ -1,4 +1,4 @@
-"""Pure image and box processing for NExT-Chat (spec §4). No networks here.
+"""Pure image and box processing for NExT-Chat (docs/model.md). No networks here.
 
 Frames:
 - *square*: the image centre-padded to its long side (CLIP's expand-to-square, SAM's pad).

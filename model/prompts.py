@@ -1,4 +1,4 @@
-"""Prompt construction for NExT-Chat v1 (spec §3): the vicuna_v1.1 template and task prompts.
+"""Prompt construction for NExT-Chat v1 (docs/model.md): the vicuna_v1.1 template and task prompts.
 
 A prompt is a list of ``(text, is_markup)`` parts. Markup parts may hold model tokens
 (``<im_start>``, ``<at>``, ``<boxes>``); user parts are always encoded as plain text.

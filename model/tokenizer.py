@@ -1,6 +1,6 @@
 """NExT-Chat tokenizer: the release's slow-LlamaTokenizer rules, reproduced on sentencepiece.
 
-Rules (spec §2): split on added tokens (longest match), strip whitespace around the five added
+Rules (docs/model.md): split on added tokens (longest match), strip whitespace around the five added
 tokens, encode each chunk with sentencepiece, and with ``legacy=False`` drop the dummy-prefix "▁"
 of every chunk that follows an added token and does not start with a space. Bos is prepended.
 

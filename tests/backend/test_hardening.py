@@ -1,4 +1,5 @@
-"""Issue 6: the anchors.md §B.3 checklist, row by row, plus overload, auth, secrets and a load test.
+"""Hardening: a checklist of hostile and broken input, row by row (the row numbers below), plus overload, auth,
+secrets and a load test.
 
 Every test ends with `assert_alive`: the app still answers /health within 1 s. Rows covered elsewhere:
 4 (special tokens) and 16 (parallel requests) and 20 (one broken task in five) in test_predictor.py,

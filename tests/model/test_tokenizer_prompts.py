@@ -1,4 +1,4 @@
-"""Tokenizer rules (spec §2) and prompt building (spec §3): user text never becomes markup."""
+"""Tokenizer rules (docs/model.md) and prompt building (docs/model.md): user text never becomes markup."""
 
 from __future__ import annotations
 
