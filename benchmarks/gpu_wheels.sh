@@ -13,7 +13,8 @@
 # transformers and Pillow at this project's versions: transformers 5.17 (as found on one such machine)
 # breaks model.session's cache copies, and Pillow's resampling feeds the parity check. Installed with
 # --no-deps: that machine's own torch, numpy, tokenizers, huggingface-hub, safetensors, sentencepiece,
-# requests, OpenCV, lxml and regex are used as they are.
+# requests, OpenCV and lxml are used as they are (regex is carried: transformers 5.24 checks its
+# version at import).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,7 +26,7 @@ while [[ $# -gt 0 ]]; do
     --dest) dest=$2; shift 2 ;;
     --python-version) python_version=$2; shift 2 ;;
     --fixtures) fixtures=$2; shift 2 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -45,7 +46,7 @@ for name in transformers segment-anything pillow flask gunicorn pycocotools labe
 done
 # their dependencies that such a machine lacks (versions as in the project's environment)
 packages+=(werkzeug==3.1.9 itsdangerous==2.2.0 blinker==1.9.0 appdirs==1.4.4 defusedxml==0.7.1 ijson==3.6.0
-           pyjwt==2.13.0 nltk==3.10.4 ujson==6.1.0)
+           pyjwt==2.13.0 nltk==3.10.4 ujson==6.1.0 regex==2026.11.19)
 
 platforms=()
 for tag in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_24_x86_64 manylinux_2_17_x86_64 \

@@ -10,6 +10,7 @@ gpu_check.txt after every phase, prints the table last. Exit 0 when every phase 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -102,9 +103,15 @@ def parse_args(argv) -> argparse.Namespace:
     return args
 
 
+def shown_path(path: Path) -> str:
+    """``path`` relative to the repository (the report names no folder of the machine it ran on)."""
+    return os.path.relpath(Path(path).resolve(), REPO_ROOT)
+
+
 def run_phase(name: str, args, workdir: Path, budget: Budget) -> dict:
     if name == "parity":
-        return run_parity(args.fixture, args.device, args.parity_dtype_list, workdir)
+        report = run_parity(args.fixture, args.device, args.parity_dtype_list, workdir)
+        return {**report, "fixture": shown_path(args.fixture)}
     if name == "model":
         from .model_check import run_model_check  # imports the benchmarks (transformers) only when asked
 
@@ -175,7 +182,7 @@ def main(argv=None) -> int:
     report = {"check": {"argv": sys.argv[1:] if argv is None else list(argv), "dry_run": args.dry_run,
                         "size": args.size, "device": args.device, "dtype": args.dtype, "labels": args.label_counts,
                         "repeats": args.repeats, "warmup": args.warmup, "calls": args.calls,
-                        "budget_s": args.budget_s, "fixture": str(args.fixture) if args.fixture else None},
+                        "budget_s": args.budget_s, "fixture": shown_path(args.fixture) if args.fixture else None},
               "environment": describe(args.device), "phases": {}, "phase_seconds": {}}
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="nextchat_gpu_check_"))
     workdir.mkdir(parents=True, exist_ok=True)

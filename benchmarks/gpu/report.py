@@ -96,7 +96,7 @@ def components_section(model: dict) -> str:
     rows += [[f"SAM mask decoder per box, {key.rsplit('batch', 1)[1]} box(es) per call", fmt(value)]
              for key, value in c.items() if key.startswith("sam_decoder_ms_per_box")]
     rows.append(["mask upscaling per box", fmt(c["mask_postprocess_ms_per_box"])])
-    memory = model["memory_after_build"]
+    memory = ", ".join(f"{k} {v}" for k, v in model["memory_after_build"].items())
     head = (f"model: {model['model']}, {model['dtype']}; built in {model['build_s']} s, weights "
             f"{model['weights_GiB']} GiB, memory after build {memory}")
     return head + "\n" + table(["component", "ms"], rows)
