@@ -176,7 +176,8 @@ def mask_to_polygons(mask: np.ndarray, tolerance_px: float = 1.0, min_area_px: f
     * every polygon has >= 3 vertices;
     * parts smaller than ``min_part_fraction`` of the largest part are dropped, and at most
       ``max_parts`` (largest first) are kept: a speckled mask must not become thousands of
-      regions that the labeling UI cannot draw.
+      regions that the labeling UI cannot draw; likewise a part keeps the holes of at least
+      ``min_part_fraction`` of its own area, at most ``max_parts`` of them (largest first).
 
     Returns float arrays of shape (N, 2) holding (x, y).
     """
@@ -196,34 +197,35 @@ def mask_to_polygons(mask: np.ndarray, tolerance_px: float = 1.0, min_area_px: f
     offset = np.array([left, top], dtype=np.float64)
     links = hierarchy[0]  # [next, previous, first_child, parent]
     tolerance = 2.0 * tolerance_px
-    polygons: list[tuple[float, np.ndarray]] = []
-    for index, contour in enumerate(contours):
-        if links[index][3] != -1:
-            continue  # a hole: handled with its parent
-        area = cv2.contourArea(contour) / 4.0
-        if area < min_area_px or len(contour) < 3:
-            continue
-        ring = _oriented(_simplify(contour, tolerance), positive=True)
-        for hole in _holes_of(index, contours, links, min_area_px):
+    parts = [(cv2.contourArea(contour) / 4.0, index) for index, contour in enumerate(contours)
+             if links[index][3] == -1 and len(contour) >= 3]  # outer rings; holes go with their parent
+    parts = sorted((item for item in parts if item[0] >= min_area_px), key=lambda item: -item[0])
+    if parts:  # chosen before any hole is bridged: bridging is the costly step on a speckled mask
+        smallest = parts[0][0] * min_part_fraction
+        parts = [item for item in parts if item[0] >= smallest][:max_parts]
+    polygons = []
+    for area, index in parts:
+        ring = _oriented(_simplify(contours[index], tolerance), positive=True)
+        holes = _holes_of(index, contours, links, max(min_area_px, area * min_part_fraction), max_parts)
+        for hole in holes:
             ring = _bridge_hole(ring, _oriented(_simplify(hole, tolerance), positive=False))
-        polygons.append((area, (ring.astype(np.float64) + 0.5) / 2.0 + offset))
-    polygons.sort(key=lambda item: -item[0])
-    if polygons:
-        smallest = polygons[0][0] * min_part_fraction
-        polygons = [item for item in polygons if item[0] >= smallest][:max_parts]
-    return [ring for _, ring in polygons]
+        polygons.append((ring.astype(np.float64) + 0.5) / 2.0 + offset)
+    return polygons
 
 
-def _holes_of(index: int, contours: Sequence[np.ndarray], links: np.ndarray,
-              min_area_px: float) -> list[np.ndarray]:
+def _holes_of(index: int, contours: Sequence[np.ndarray], links: np.ndarray, min_area_px: float,
+              max_holes: int | None) -> list[np.ndarray]:
+    """The holes of outer ring ``index`` enclosing at least ``min_area_px``, largest first, at most ``max_holes``."""
     holes = []
     child = links[index][2]
     while child != -1:
         hole = contours[child]
-        if len(hole) >= 3 and cv2.contourArea(hole) / 4.0 >= min_area_px:
-            holes.append(hole)
+        area = cv2.contourArea(hole) / 4.0
+        if len(hole) >= 3 and area >= min_area_px:
+            holes.append((area, hole))
         child = links[child][0]
-    return holes
+    holes.sort(key=lambda item: -item[0])
+    return [hole for _, hole in holes[:max_holes]]
 
 
 def polygons_to_mask(polygons: Iterable[Sequence[Sequence[float]]], height: int,

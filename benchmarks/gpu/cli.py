@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from model.builder import parse_dtype
+from model.devices import parse_dtype
 from model.random_checkpoint import SIZES
 
 from .environment import describe, missing_modules

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from model.builder import parse_dtype
+from model.devices import parse_dtype
 from model.parity import Case, case_dirs, deviations, load_models, within_tolerances
 
 from .environment import matmul_flags, tf32_off
