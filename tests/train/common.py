@@ -4,6 +4,7 @@ tiny checkpoint (shared/fixtures/nextchat-tiny), and the app around a model."""
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 from backend.http.app import create_app
@@ -13,6 +14,16 @@ from tests.model.stage3_common import DATA_DIR
 # one record, 4 steps at lr 1e-2: its training-split cIoU rises from 0 on the tiny model (a publish)
 QUICK = {"train_settle_s": 0.0, "train_cooldown_s": 0.0, "train_min_new_records": 1, "train_max_steps": 4,
          "train_batch_size": 1, "train_lr": 1e-2, "train_val_fraction": 0.0}
+
+
+START = {"action": "START_TRAINING", "project": {"id": 7, "title": "cats"}}  # what Label Studio 1.23 sends
+
+
+def wait_for(predicate, timeout: float = 60.0) -> bool:
+    give_up_at = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < give_up_at:
+        time.sleep(0.02)
+    return predicate()
 
 
 class FlushOnly:

@@ -15,10 +15,9 @@ from backend.deadline import Deadline
 from backend.predict.calls import ModelCalls
 from model import NextChat
 from tests.model.stage3_common import CHECKPOINT, DATA_DIR, TOWER, load_model, one_thread
-from tests.train.common import all_records_dir, make_app, one_record_dir, settings_for
+from tests.train.common import START, all_records_dir, make_app, one_record_dir, settings_for, wait_for
 
 single_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
-START = {"action": "START_TRAINING", "project": {"id": 7, "title": "cats"}}
 BOX = [7.0, 10.0, 40.0, 44.0]
 
 
@@ -35,13 +34,6 @@ def apps():
     yield make
     for service in made:
         service.training.close()
-
-
-def wait_for(predicate, timeout: float = 60.0) -> bool:
-    give_up_at = time.monotonic() + timeout
-    while not predicate() and time.monotonic() < give_up_at:
-        time.sleep(0.02)
-    return predicate()
 
 
 def train_and_wait(client, service, timeout: float = 120.0) -> dict:
