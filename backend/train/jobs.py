@@ -171,4 +171,5 @@ class TrainingJobs:
             if job.state != "skipped":
                 queue.last_trained_at = time.monotonic()
             self._cond.notify_all()
-        log.info("training job %s %s%s", job.id, job.state, f": {job.reason}" if job.reason else "")
+        outcome = job.reason or job.model_version
+        log.info("training job %s %s%s", job.id, job.state, f": {outcome}" if outcome else "")

@@ -206,7 +206,7 @@ class TrainingService:
         published_at = datetime.now(UTC).isoformat(timespec="seconds")
         self.state.set_active(ActiveDelta(job.id, delta.short_id, version, self.settings.delta, published_at))
         self.reload_note = ""
-        log.info("training job %s published %s (was %s)", job.id, version, previous)
+        log.info("training job %s: %s replaces %s", job.id, version, previous)
 
     # ------------------------------------------------------------------ status
     def status(self) -> dict:
