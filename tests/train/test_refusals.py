@@ -118,3 +118,19 @@ def test_without_model_dir_training_is_off_and_says_why(tmp_path):
     reply = client.post("/webhook", json=START).get_json()
     assert reply["status"] == "ignored" and "MODEL_DIR" in reply["reason"]
     assert client.get("/train/status").get_json() == {"enabled": False, "reason": reply["reason"]}
+
+
+def test_training_settings_are_read_and_checked():
+    from backend.settings import SettingsError
+
+    settings = load_settings({"NEXTCHAT_DELTA": "/runs/r1/delta.safetensors", "MODEL_DIR": "/m",
+                              "TRAIN_MIN_NEW_RECORDS": "10", "TRAIN_COOLDOWN_S": "300", "TRAIN_LOSS": "clean"})
+    assert (settings.delta, settings.model_dir, settings.train_min_new_records) == ("/runs/r1/delta.safetensors",
+                                                                                    "/m", 10)
+    assert settings.train_cooldown_s == 300.0 and settings.train_loss == "clean"
+    for env, message in [({"TRAIN_LOSS": "focal"}, "TRAIN_LOSS='focal': use reference or clean"),
+                         ({"TRAIN_VAL_FRACTION": "1"}, "train_val_fraction must be in [0, 1), got 1.0"),
+                         ({"TRAIN_COOLDOWN_S": "-1"}, "train_cooldown_s must be >= 0, got -1.0")]:
+        with pytest.raises(SettingsError) as refused:
+            load_settings(env)
+        assert str(refused.value) == message
