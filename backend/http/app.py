@@ -111,6 +111,7 @@ def create_app(settings: Settings, model: NextChatModel | None = None, *,
     register_auth(app, settings, service.counters)
     register_error_handlers(app, settings.retry_after_s, service.counters.count)
     register_routes(app, service)
+    register_webhook_routes(app, service)
     holder.start_loading()
     return app
 
@@ -173,6 +174,25 @@ def register_routes(app: Flask, service: Service) -> None:
         service.counters.count(predict_requests=1, tasks=len(tasks))
         return jsonify({"results": results})
 
+    @app.get("/versions")
+    def versions():
+        state = holder.state()
+        return jsonify({"versions": [state.model_version] if state.model_version else []})
+
+    @app.get("/metrics")
+    def metrics():
+        snapshot = service.counters.snapshot()
+        snapshot.update(service.admission.snapshot())
+        snapshot["model_ready"] = holder.state().ready
+        if service.training is not None:
+            snapshot.update(service.training.metrics())
+        return jsonify(snapshot)
+
+
+def register_webhook_routes(app: Flask, service: Service) -> None:
+    """/webhook (annotation events for the live export, Start Training) and /train/status."""
+    settings = service.settings
+
     @app.post("/webhook")
     def webhook():
         body = read_json_body(settings.max_request_bytes)
@@ -188,20 +208,6 @@ def register_routes(app: Flask, service: Service) -> None:
         if service.training is None:
             return jsonify({"enabled": False, "reason": TRAINING_OFF})
         return jsonify(service.training.status())
-
-    @app.get("/versions")
-    def versions():
-        state = holder.state()
-        return jsonify({"versions": [state.model_version] if state.model_version else []})
-
-    @app.get("/metrics")
-    def metrics():
-        snapshot = service.counters.snapshot()
-        snapshot.update(service.admission.snapshot())
-        snapshot["model_ready"] = holder.state().ready
-        if service.training is not None:
-            snapshot.update(service.training.metrics())
-        return jsonify(snapshot)
 
 
 def interactive_refusal(exc: Exception, config, context: dict, service: Service) -> dict:
