@@ -1,7 +1,8 @@
-"""`python -m backend <command>`: serve (gunicorn), demo, export, check-stage3, batch.
+"""`python -m backend <command>`: serve (gunicorn), demo, export, check-stage3, batch, finetune.
 
     python -m backend serve --checkpoint PATH_OR_ID --vision-tower PATH_OR_ID \
-        [--device cuda] [--dtype bf16] [--port 9090] [--host 0.0.0.0]
+        [--delta RUN/delta.safetensors] [--device cuda] [--dtype bf16] [--port 9090] [--host 0.0.0.0]
+    python -m backend finetune DATA_DIR --checkpoint PATH_OR_ID --out RUN ...   (stage-3 fine-tuning)
 
 Every flag has an environment equivalent (see backend/settings.py); flags win. Other commands are
 imported only when asked for, so a missing module is one clear line, not a traceback.
@@ -22,6 +23,7 @@ SUBCOMMANDS = {
     "export": "backend.export.cli:main_export",
     "check-stage3": "backend.export.cli:main_check",
     "batch": "backend.batch:main",
+    "finetune": "backend.train.cli:main",
 }
 
 
@@ -49,7 +51,7 @@ def serve(argv: list[str]) -> int:
     args = serve_parser().parse_args(argv)
     try:
         settings = load_settings(
-            checkpoint=args.checkpoint, vision_tower=args.vision_tower, device=args.device,
+            checkpoint=args.checkpoint, vision_tower=args.vision_tower, delta=args.delta, device=args.device,
             dtype=args.dtype, host=args.host, port=args.port, threads=args.threads,
             log_level=args.log_level,
         )
@@ -58,6 +60,10 @@ def serve(argv: list[str]) -> int:
         return 2
     if not settings.checkpoint:
         print("error: no checkpoint: pass --checkpoint or set NEXTCHAT_CHECKPOINT", file=sys.stderr)
+        return 2
+    problem = delta_problem(settings.delta)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
     logging.getLogger("backend").info("settings: %s", settings.redacted())
@@ -69,6 +75,20 @@ def serve(argv: list[str]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def delta_problem(path: str) -> str:
+    """Why the operator's delta cannot be used, read before the server starts ("" when none is given or it
+    reads as a stage-3 delta; whether it fits the checkpoint is checked when the model loads)."""
+    if not path:
+        return ""
+    from model.stage3 import DeltaError, read_delta
+
+    try:
+        read_delta(path)
+    except DeltaError as exc:
+        return str(exc)
+    return ""
 
 
 def run_subcommand(name: str, argv: list[str]) -> int:

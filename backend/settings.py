@@ -26,6 +26,7 @@ class Settings:
     # model: chosen by the operator only (never by a label config or a request)
     checkpoint: str = ""
     vision_tower: str = ""
+    delta: str = ""  # a stage-3 delta (RUN/delta.safetensors) applied to the checkpoint
     device: str = "auto"
     dtype: str = "auto"
     # server
@@ -70,6 +71,17 @@ class Settings:
     verify_tls: bool = True
     # stage-3 export of submitted annotations (/webhook); empty: off
     stage3_dir: str = ""
+    # stage-3 training from STAGE3_DIR on "Start Training" (needs STAGE3_DIR and MODEL_DIR)
+    model_dir: str = ""
+    train_min_new_records: int = 4
+    train_cooldown_s: float = 60.0
+    train_settle_s: float = 2.0
+    train_epochs: int = 3
+    train_max_steps: int = 0  # 0: by epochs
+    train_batch_size: int = 8
+    train_lr: float = 2e-5
+    train_val_fraction: float = 0.1
+    train_loss: str = "reference"
 
     @property
     def server_threads(self) -> int:
@@ -91,6 +103,7 @@ class Settings:
 ENV_NAMES: dict[str, tuple[str, ...]] = {
     "checkpoint": ("NEXTCHAT_CHECKPOINT",),
     "vision_tower": ("NEXTCHAT_VISION_TOWER",),
+    "delta": ("NEXTCHAT_DELTA",),
     "device": ("DEVICE",),
     "dtype": ("DTYPE",),
     "host": ("HOST",),
@@ -131,6 +144,16 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
     "max_redirects": ("MAX_REDIRECTS",),
     "verify_tls": ("VERIFY_TLS",),
     "stage3_dir": ("STAGE3_DIR",),
+    "model_dir": ("MODEL_DIR",),
+    "train_min_new_records": ("TRAIN_MIN_NEW_RECORDS",),
+    "train_cooldown_s": ("TRAIN_COOLDOWN_S",),
+    "train_settle_s": ("TRAIN_SETTLE_S",),
+    "train_epochs": ("TRAIN_EPOCHS",),
+    "train_max_steps": ("TRAIN_MAX_STEPS",),
+    "train_batch_size": ("TRAIN_BATCH_SIZE",),
+    "train_lr": ("TRAIN_LR",),
+    "train_val_fraction": ("TRAIN_VAL_FRACTION",),
+    "train_loss": ("TRAIN_LOSS",),
 }
 
 
@@ -160,13 +183,19 @@ def _check(settings: Settings) -> Settings:
         "port", "max_request_bytes", "max_tasks_per_request", "max_labels", "max_prompt_chars",
         "max_concurrency", "image_connect_timeout_s", "image_read_timeout_s",
         "image_total_timeout_s", "max_image_bytes", "max_image_pixels", "request_deadline_s",
+        "train_epochs", "train_batch_size",
     ]
     for name in positive:
         if getattr(settings, name) <= 0:
             raise SettingsError(f"{name} must be > 0, got {getattr(settings, name)}")
-    for name in ("max_queue", "queue_timeout_s", "retry_after_s", "max_redirects", "threads"):
+    for name in ("max_queue", "queue_timeout_s", "retry_after_s", "max_redirects", "threads",
+                 "train_min_new_records", "train_cooldown_s", "train_settle_s", "train_max_steps", "train_lr"):
         if getattr(settings, name) < 0:
             raise SettingsError(f"{name} must be >= 0, got {getattr(settings, name)}")
+    if not 0.0 <= settings.train_val_fraction < 1.0:
+        raise SettingsError(f"train_val_fraction must be in [0, 1), got {settings.train_val_fraction}")
+    if settings.train_loss not in ("reference", "clean"):
+        raise SettingsError(f"TRAIN_LOSS={settings.train_loss!r}: use reference or clean")
     from PIL import Image
 
     Image.init()
@@ -206,6 +235,8 @@ def add_model_options(parser) -> None:
     """The model's command-line options, shared by `serve` and `batch` (each mirrors an env setting)."""
     parser.add_argument("--checkpoint", help="NExT-Chat checkpoint dir or hub id (NEXTCHAT_CHECKPOINT)")
     parser.add_argument("--vision-tower", help="CLIP vision tower dir or hub id (NEXTCHAT_VISION_TOWER)")
+    parser.add_argument("--delta", metavar="PATH", help="a stage-3 delta to apply, RUN/delta.safetensors from "
+                        "`finetune` (NEXTCHAT_DELTA); checked against the checkpoint")
     parser.add_argument("--device", help="cuda, cuda:N, cpu or auto (DEVICE; default auto)")
     parser.add_argument("--dtype", help="bf16, fp16, fp32 or auto (DTYPE; default auto)")
 

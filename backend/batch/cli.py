@@ -2,7 +2,7 @@
 
     python -m backend batch --images DIR --labels a,b,c --out tasks.json \
         [--label-config FILE] [--document-root ROOT | --absolute-paths] \
-        --checkpoint PATH --vision-tower PATH [--device cuda] [--dtype bf16] \
+        --checkpoint PATH --vision-tower PATH [--delta RUN/delta.safetensors] [--device cuda] [--dtype bf16] \
         [--project ID] [--ray auto|ADDRESS [--ray-cpus-per-replica N]] [--restart] [--no-progress]
 
 Exit codes: 0 done (bad images are reported and counted, not fatal), 2 bad input, 3 the model or
@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def make_spec(args, env=None) -> JobSpec:
-    settings = load_settings(env, checkpoint=args.checkpoint, vision_tower=args.vision_tower, device=args.device,
+    settings = load_settings(env, checkpoint=args.checkpoint, vision_tower=args.vision_tower, delta=args.delta,
+                             device=args.device,
                              dtype=args.dtype, score_threshold=args.score_threshold,
                              mask_iou_threshold=args.mask_iou_threshold, polygon_tolerance=args.polygon_tolerance)
     if not settings.checkpoint:

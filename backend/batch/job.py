@@ -111,4 +111,6 @@ class JobSpec:
                   "document_root": self.document_root, "checkpoint": s.checkpoint, "vision_tower": s.vision_tower,
                   "score_threshold": s.score_threshold, "mask_iou_threshold": s.mask_iou_threshold,
                   "polygon_tolerance": s.polygon_tolerance, "describe_regions": s.describe_regions}
+        if s.delta:  # only when set, so runs without a delta keep their fingerprint
+            fields["delta"] = s.delta
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,10 +1,11 @@
-"""The Flask app Label Studio talks to: /health, /setup, /predict, /webhook, /versions, /metrics.
+"""The Flask app Label Studio talks to: /health, /setup, /predict, /webhook, /versions, /metrics, /train/status.
 
 Reply shapes follow what Label Studio 1.23.2 accepts (docs/label-studio.md). Auth (when
-configured) covers /predict, /setup, /versions and /metrics. /health stays open so a probe costs nothing
-and says only whether the model is ready. /webhook stays open because Label Studio sends its webhooks
-without the ML backend's Basic auth; it only queues annotations for export, never runs the model, and
-answers at once.
+configured) covers /predict, /setup, /versions, /metrics and /train/status. /health stays open so a probe
+costs nothing and says only whether the model is ready. /webhook stays open because Label Studio sends its
+annotation webhooks without the ML backend's Basic auth; they only queue annotations for export and are
+answered at once. "Start Training" (START_TRAINING) comes with the backend's auth, is refused without it
+when auth is configured, and only queues a training job (backend.train).
 """
 
 from __future__ import annotations
@@ -30,10 +31,12 @@ from backend.predict.holder import ModelHolder, load_model
 from backend.predict.predictor import Predictor
 from backend.predict.refusals import refusal_entry
 from backend.settings import Settings, load_settings
+from backend.train.service import TrainingService
 
 log = logging.getLogger("backend.http")
 
 OPEN_ENDPOINTS = ("health", "index", "webhook")
+TRAINING_OFF = "training needs STAGE3_DIR (the live export) and MODEL_DIR (where runs go)"
 
 
 @dataclass
@@ -62,6 +65,7 @@ class Service:
     admission: Admission
     exporter: object | None
     counters: Counters
+    training: TrainingService | None = None
 
 
 def make_exporter(settings: Settings, image_loader):
@@ -73,24 +77,41 @@ def make_exporter(settings: Settings, image_loader):
     return LiveExporter(settings.stage3_dir, images_loader=image_loader)
 
 
+def make_training(settings: Settings, exporter) -> TrainingService | None:
+    """In-server stage-3 training when both STAGE3_DIR (its data) and MODEL_DIR (its runs) are set; else None."""
+    if not (settings.stage3_dir and settings.model_dir):
+        return None
+    return TrainingService(settings, exporter)
+
+
 def create_app(settings: Settings, model: NextChatModel | None = None, *,
                load: Callable[[], NextChatModel] | None = None, image_loader=None, exporter=None) -> Flask:
     """The app around a loaded `model`, or around `load`, a zero-argument callable run once in a background
-    thread (so /health answers while the weights load)."""
+    thread (so /health answers while the weights load). With training on, the published delta recorded
+    under MODEL_DIR is applied to the model before it serves (backend.train)."""
     image_loader = image_loader or ImageLoader(settings)
+    exporter = exporter if exporter is not None else make_exporter(settings, image_loader)
+    training = make_training(settings, exporter)
+    if training is not None and load is not None:
+        load = training.restoring(load)
+    elif training is not None and model is not None:
+        training.restore(model)
     holder = ModelHolder(model=model, load=load)
+    if training is not None:
+        training.attach(holder)
     service = Service(
         settings=settings, holder=holder, predictor=Predictor(holder, settings, image_loader),
         admission=Admission(settings.max_concurrency, settings.max_queue, settings.queue_timeout_s,
                             settings.retry_after_s),
-        exporter=exporter if exporter is not None else make_exporter(settings, image_loader),
-        counters=Counters(),
+        exporter=exporter, counters=Counters(), training=training,
     )
     app = Flask("backend")
+    app.extensions["nextchat"] = service
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     register_auth(app, settings, service.counters)
     register_error_handlers(app, settings.retry_after_s, service.counters.count)
     register_routes(app, service)
+    register_webhook_routes(app, service)
     holder.start_loading()
     return app
 
@@ -153,10 +174,6 @@ def register_routes(app: Flask, service: Service) -> None:
         service.counters.count(predict_requests=1, tasks=len(tasks))
         return jsonify({"results": results})
 
-    @app.post("/webhook")
-    def webhook():
-        return jsonify(webhook_reply(read_json_body(settings.max_request_bytes), service))
-
     @app.get("/versions")
     def versions():
         state = holder.state()
@@ -167,7 +184,30 @@ def register_routes(app: Flask, service: Service) -> None:
         snapshot = service.counters.snapshot()
         snapshot.update(service.admission.snapshot())
         snapshot["model_ready"] = holder.state().ready
+        if service.training is not None:
+            snapshot.update(service.training.metrics())
         return jsonify(snapshot)
+
+
+def register_webhook_routes(app: Flask, service: Service) -> None:
+    """/webhook (annotation events for the live export, Start Training) and /train/status."""
+    settings = service.settings
+
+    @app.post("/webhook")
+    def webhook():
+        body = read_json_body(settings.max_request_bytes)
+        if body.get("action") == "START_TRAINING" and not is_authorized(request.headers.get("Authorization"),
+                                                                        settings):
+            service.counters.count(unauthorized=1)
+            return error_reply("Start Training needs the backend's auth (set it on the ML backend in Label "
+                               "Studio)", 401)
+        return jsonify(webhook_reply(body, service))
+
+    @app.get("/train/status")
+    def train_status():
+        if service.training is None:
+            return jsonify({"enabled": False, "reason": TRAINING_OFF})
+        return jsonify(service.training.status())
 
 
 def interactive_refusal(exc: Exception, config, context: dict, service: Service) -> dict:
@@ -193,7 +233,11 @@ def webhook_reply(body: dict, service: Service) -> dict:
         service.counters.count(webhooks_queued=1)
         return {"status": "queued", "action": action}
     if action == "START_TRAINING":
-        return {"status": "ignored", "reason": "training is not supported"}
+        if service.training is None:
+            return {"status": "ignored", "reason": TRAINING_OFF}
+        project = body.get("project") if isinstance(body.get("project"), dict) else {}
+        service.counters.count(train_webhooks=1)
+        return service.training.request(project.get("id"))
     return {"status": "Unknown event"}
 
 

@@ -72,15 +72,17 @@ class ModelHolder:
 
 
 def load_model(settings: Settings) -> NextChatModel:
-    """NextChat from the operator's checkpoint (the only place weights are chosen)."""
+    """NextChat from the operator's checkpoint and stage-3 delta (the only place weights are chosen); a delta
+    that does not fit the checkpoint raises model.stage3.DeltaError (a ValueError) with one line."""
     from model import NextChat
     from model.devices import resolve_device, resolve_dtype
 
     device = resolve_device(settings.device)
     dtype = resolve_dtype(settings.dtype, device)
-    log.info("loading NExT-Chat from %s on %s as %s", settings.checkpoint, device, dtype)
+    log.info("loading NExT-Chat from %s on %s as %s%s", settings.checkpoint, device, dtype,
+             f" with the delta {settings.delta}" if settings.delta else "")
     return NextChat.from_pretrained(settings.checkpoint, vision_tower=settings.vision_tower or None,
-                                    device=device, dtype=dtype)
+                                    device=device, dtype=dtype, delta=settings.delta or None)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -31,7 +31,8 @@ def finetune(nc, data_dir, out_dir, config: TrainConfig, *, cache_dir=None, prog
     """Train on ``data_dir`` (what the export writes) starting from ``nc``'s current trainable tensors and
     write ``out_dir/delta.safetensors`` and ``out_dir/metrics.json``. ``nc`` itself is not changed, except
     with ``eval_e2e``: then the new delta is applied to it to measure ``ground()`` after training. Feature
-    computation and the end-to-end evaluation run inside ``model_lock`` (a context manager) when given.
+    computation (per image) and the end-to-end evaluation run inside ``model_lock`` (a context manager, entered
+    many times) when given.
     ``store``: a FeatureStore of ``nc`` to reuse (a long-lived process keeps one across runs).
     ``on_step(record, total_steps)``: called after every optimizer step."""
     lock = model_lock if model_lock is not None else contextlib.nullcontext()
@@ -40,10 +41,10 @@ def finetune(nc, data_dir, out_dir, config: TrainConfig, *, cache_dir=None, prog
     if store is None:
         with lock:
             store = FeatureStore(nc, cache_dir)
-    data = Stage3Data(data_dir, records, store)
-    with lock:  # the trainer copies the served model's trainable tensors; features run the model
+    data = Stage3Data(data_dir, records, store, model_lock=model_lock)
+    with lock:  # the trainer copies the served model's trainable tensors
         trainer = Stage3Trainer(nc, data, config, progress=progress, on_step=on_step)
-        trainer.prepare()
+    trainer.prepare()  # features: the lock is taken per image, so other callers get the model in between
     e2e_queries = eval_queries(trainer.val_indices or trainer.train_indices, records)
     e2e = {}
     if eval_e2e:

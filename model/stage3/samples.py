@@ -9,6 +9,7 @@ s mod n_batches of epoch s div n_batches), the last batch short when the count d
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -83,7 +84,11 @@ def batches_of(items: list, size: int) -> list[list]:
 class Stage3Data:
     """Records, their images, targets and cached features."""
 
-    def __init__(self, data_dir: str | Path, records: list[Record], store: FeatureStore, target_cache: int = 256):
+    def __init__(self, data_dir: str | Path, records: list[Record], store: FeatureStore, target_cache: int = 256,
+                 model_lock=None):
+        """``model_lock``: a context manager held while one image's features are computed (a server shares
+        the model: other callers get it between images)."""
+        self.model_lock = model_lock if model_lock is not None else contextlib.nullcontext()
         self.data_dir = Path(data_dir)
         self.records = records
         self.store = store
@@ -93,7 +98,7 @@ class Stage3Data:
         self._samples: dict[Query, Sample] = {}
 
     def prepare(self, queries: list[Query], progress: bool = False) -> None:
-        """Compute (or read) the features of every query, one image at a time."""
+        """Compute (or read) the features of every query, one image at a time (each inside the model lock)."""
         by_image: dict[str, list[Query]] = OrderedDict()
         for query in dict.fromkeys(queries):
             if query not in self._samples:
@@ -103,8 +108,9 @@ class Stage3Data:
         for img_path, group in tqdm(by_image.items(), desc="features", unit="image", disable=not progress):
             image = load_image(self.data_dir, self.records[group[0].record_index])
             key = self._image_keys.setdefault(img_path, image_content_key(image))
-            self.store.image_embedding(key, image)
-            feats = self.store.at_features(image, key, [(q.template, q.expression) for q in group])
+            with self.model_lock:
+                self.store.image_embedding(key, image)
+                feats = self.store.at_features(image, key, [(q.template, q.expression) for q in group])
             for query, feat in zip(group, feats):
                 self._samples[query] = Sample(query, key, feat)
 

@@ -450,7 +450,8 @@ def test_serve_without_checkpoint_and_unknown_commands_fail_in_one_line(monkeypa
     assert main(["frobnicate"]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert errors == ["error: no checkpoint: pass --checkpoint or set NEXTCHAT_CHECKPOINT",
-                      "error: unknown command 'frobnicate'; choose one of serve, demo, export, check-stage3, batch"]
+                      "error: unknown command 'frobnicate'; choose one of serve, demo, export, check-stage3, batch, "
+                      "finetune"]
 
 
 def test_threads_cover_running_and_queued_requests():
