@@ -209,5 +209,6 @@ def _drawn_box(flows, target, image, rect, calls) -> list[dict]:
         # a drawn box is an explicit request: its mask is not gated by MASK_IOU_THRESHOLD (the score travels)
         region = calls.segment(image, box)
         mask, score = region.mask, float(region.score)
-    return region_results(target, image.width, image.height, labels=labels, box=box, mask=mask,
-                          score=score, text=text, polygon=flows.polygon)
+    shapes = region_results(target, image.width, image.height, labels=labels, box=box, mask=mask,
+                            score=score, text=text, polygon=flows.polygon)
+    return shapes + flows.region_choices(target, image, box, shapes, labels, calls)
