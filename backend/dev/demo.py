@@ -33,7 +33,7 @@ from backend.dev.harness import (
     start_backend,
     start_label_studio,
 )
-from backend.dev.samples import is_multi_image, sample_task_data
+from backend.dev.samples import accepts_file_upload, is_multi_image, sample_task_data
 from backend.studio.client import LabelStudioClient, LabelStudioError
 
 LABEL_CONFIG_DIR = REPO_ROOT / "label_config"
@@ -83,7 +83,8 @@ def local_files_url(path: Path, files_root: Path) -> str:
 
 def create_demo_projects(ls: LabelStudioClient, backend_url: str, files_root: Path, upload_dir: Path) -> list[dict]:
     """One project per label_config/*.xml: a local-files task and an uploaded task each (a valueList config:
-    one task of three local pages), backend connected. The local task's data comes from sample_task_data:
+    one task of three local pages; a config that reads more than one data key: no upload, which Label
+    Studio refuses there), backend connected. The local task's data comes from sample_task_data:
     a sample prompt / question / label list where the config reads one."""
     local_images = make_sample_images(files_root / "images", count=3, prefix="local")
     local_urls = [local_files_url(path, files_root) for path in local_images]
@@ -95,7 +96,7 @@ def create_demo_projects(ls: LabelStudioClient, backend_url: str, files_root: Pa
         ls.add_local_files_storage(project["id"], files_root / "images")
         multi = is_multi_image(xml)
         ls.import_tasks(project["id"], [sample_task_data(xml, local_urls if multi else local_urls[:1])])
-        if not multi:
+        if not multi and accepts_file_upload(xml):
             ls.upload_files(project["id"], uploads)
         ls.connect_ml_backend(project["id"], backend_url, title="NExT-Chat (random demo weights)")
         ls.retrieve_predictions(project["id"])

@@ -34,3 +34,13 @@ def sample_task_data(config_xml: str, image_values: list[str], texts: dict[str, 
 def is_multi_image(config_xml: str) -> bool:
     """Whether a task of this config holds a list of images (a ``valueList`` Image)."""
     return any(target.value_list for target in parse_label_config(config_xml).targets)
+
+
+def accepts_file_upload(config_xml: str) -> bool:
+    """Whether Label Studio makes a task from an uploaded image file for this config: only when at most one
+    named tag reads a ``value="$key"`` (its rule for direct uploads; a ``valueList`` is not counted)."""
+    from xml.etree import ElementTree
+
+    keys = {element.get("value") for element in ElementTree.fromstring(config_xml).iter()
+            if element.get("name") and (element.get("value") or "").startswith("$")}
+    return len(keys) <= 1

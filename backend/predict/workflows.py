@@ -12,6 +12,10 @@ Pre-annotation (no context), on every Image of the config:
   into its TextArea). One region per located phrase, labelled by backend.studio.phrases (the phrase's
   label, else the catch-all label; a phrase with neither is logged and gets no shape but stays in the
   text), the phrase as its per-region text (docs/workflows.md).
+
+Every region made (from labels, an expression, a caption or an answer; in interactive calls a drawn box)
+also gets the answers of the Image's per-region Choices (backend.predict.choices), attached to its first
+shape. Whole-image Choices are asked by backend.predict.targets, which runs these workflows per image.
 """
 
 from __future__ import annotations

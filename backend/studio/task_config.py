@@ -76,7 +76,7 @@ def task_labels(data: Mapping, key: str, control_name: str) -> tuple[Label, ...]
         return ()
     where = f"task data {key!r} (dynamic labels of {control_name!r})"
     if not isinstance(items, list):
-        raise TaskConfigError(f'{where} must be a list of {{"value": ...}} objects, got {type(items).__name__}')
+        raise TaskConfigError(f'{where}: must be a list of {{"value": ...}} objects, got {type(items).__name__}')
     labels = []
     for index, item in enumerate(items):
         label = label_from_attrs(item) if isinstance(item, Mapping) else None

@@ -11,14 +11,13 @@ shaped like the labeling UI's (a box drawn with the smart tool) are sent through
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from backend.dev.demo import LABEL_CONFIG_DIR, draw_sample_image, local_files_url
-from backend.dev.samples import SAMPLE_LABELS, is_multi_image, sample_task_data
+from backend.dev.samples import SAMPLE_LABELS, accepts_file_upload, is_multi_image, sample_task_data
 from backend.studio.client import LabelStudioClient, LabelStudioError
 from tests.e2e.region_checks import REGION_TYPES, controls_for_task, read_controls, result_problems
 
@@ -57,7 +56,7 @@ def uploaded_image(ls: LabelStudioClient, project_id: int, label_config: str, pa
     """(task id, data) of a task made by uploading an image into the project; with more than one data key in
     the config Label Studio refuses that, so the image goes into a scratch project: (None, its task data)."""
     target = project_id
-    if len(set(re.findall(r'="\$([\w.]+)', label_config))) > 1:
+    if not accepts_file_upload(label_config):
         target = ls.create_project("e2e uploads", '<View><Image name="image" value="$image"/></View>')["id"]
     (task_id,) = ls.upload_files(target, [path])
     (task,) = [task for task in ls.list_tasks(target) if task["id"] == task_id]
