@@ -29,6 +29,7 @@ from backend.predict.choices import ChoiceQuestions
 from backend.predict.contract import FoundRegion
 from backend.predict.errors import TaskError
 from backend.settings import Settings
+from backend.studio.config_parts import data_value
 from backend.studio.labeling import ImageTarget
 from backend.studio.phrases import labels_for_region
 from backend.studio.results import PolygonOptions, TextAreaResult, region_results
@@ -64,7 +65,7 @@ class RegionWorkflows:
 
     def stored_text(self, task: dict, area) -> str:
         """Text kept in the task data for a TextArea (its value="$key", else its name)."""
-        text = task["data"].get(area.data_key)
+        text = data_value(task["data"], area.data_key)
         if not isinstance(text, str) or not text.strip():
             return ""
         if len(text) > self.settings.max_prompt_chars:

@@ -181,3 +181,24 @@ def test_a_drawn_box_gets_its_region_choices(nextchat):
     assert colour["value"]["choices"] == ["blue"] and state["value"]["choices"] == ["occluded", "truncated"]
     assert only(entry["result"], "scene") == []  # image-level Choices are pre-annotation only
     assert sdk_errors(CHOICES, entry) == []
+
+
+CAPTION_CONFIG = """<View>
+  <Image name="image" value="$image"/>
+  <TextArea name="caption" toName="image" role="caption"/>
+  <RectangleLabels name="box" toName="image"><Label value="animal" predicted_values="dog,cat"/></RectangleLabels>
+  <Choices name="pose" toName="image" perRegion="true"><Choice value="sitting"/><Choice value="running"/></Choices>
+</View>"""
+
+
+def test_regions_of_a_caption_get_their_region_choices(nextchat):
+    question = "Which of these best describes [0]? Answer with one of: sitting, running."
+    model = ScriptedNextChat(nextchat, {question: "It is running."}, default="A dog <at> <boxes> on a sofa .")
+    (entry,) = predict(model, CAPTION_CONFIG, [ls_task(1, image_uri(WIDTH, HEIGHT))])
+    (caption,) = model.called("caption")
+    assert caption[2] == "A dog on a sofa."
+    (box,) = only(entry["result"], "box")  # "a sofa" matches no label: no shape, no question
+    (pose,) = only(entry["result"], "pose")
+    assert box["value"]["rectanglelabels"] == ["animal"] and pose["id"] == box["id"]
+    assert pose["value"]["choices"] == ["running"] and model.questions() == [question]
+    assert sdk_errors(CAPTION_CONFIG, entry) == []
