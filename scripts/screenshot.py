@@ -5,9 +5,10 @@
 
 By default it starts its own Label Studio 1.23.2 (from .venv-ls) and backend (a random tiny
 checkpoint, so the predictions are meaningless but shaped right) on free loopback ports, creates one
-project per config with a generated image, retrieves predictions, then logs in with Chromium, opens
-each task, selects its first predicted region and saves docs/screenshots/<config>.png.
-Everything it started is stopped at the end.
+project per config with a generated image (three pages of different sizes for a valueList config; task
+data from backend.dev.samples), retrieves predictions, then logs in with Chromium, opens each task (a
+multi-image task on its second page, `--page`), selects its first predicted region and saves
+docs/screenshots/<config>.png. Everything it started is stopped at the end.
 
 Against a Label Studio that is already running:
 
@@ -32,6 +33,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from backend.dev.demo import LABEL_CONFIG_DIR, draw_sample_image  # noqa: E402 - after the sys.path line above
 from backend.dev.harness import free_port, start_backend, start_label_studio  # noqa: E402
+from backend.dev.samples import is_multi_image, sample_task_data  # noqa: E402
 
 # configs whose random-model predictions the UI renders quickly (a random mask's outline can split into
 # thousands of polygons, which Label Studio's canvas draws very slowly)
@@ -42,7 +44,11 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
 ]
 REGION_SELECTOR = ".lsf-outliner-item"
+# the multi-image pager's "next" arrow (Label Studio's Pagination: block__elem_mod class names)
+NEXT_PAGE_SELECTOR = ".lsf-pagination__btn_arrow-right:not(.lsf-pagination__btn_arrow-right-double)"
+PAGE_INDICATOR_SELECTOR = ".lsf-pagination__page-indicator"  # "2 of 3"
 TEXT_INPUTS = {"prompt": "the red car", "question": "what is next to the red car?"}
+PAGE_SIZES = ((640, 480), (480, 600), (560, 420))  # the pages of a multi-image task
 PAGE_TIMEOUT_MS = 90_000  # --timeout
 
 
@@ -59,6 +65,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--project", type=int)
     parser.add_argument("--task", type=int)
     parser.add_argument("--name", default="task", help="file name (without .png) in existing-LS mode")
+    parser.add_argument("--page", type=int, default=0, help="page (0-based) of a multi-image task, existing-LS mode")
     return parser.parse_args(argv)
 
 
@@ -70,20 +77,43 @@ def log_in(page, url: str, username: str, password: str) -> None:
     page.wait_for_url(lambda current: "/user/login" not in current, timeout=PAGE_TIMEOUT_MS, wait_until="commit")
 
 
-def shoot_task(page, url: str, project_id: int, task_id: int, out_path: Path) -> int:
-    """Open a task in the labeling UI, wait until its predicted regions are listed, select the first one
-    (so its details show), save the screenshot; returns how many regions the UI lists."""
+def shoot_task(page, url: str, project_id: int, task_id: int, out_path: Path, item_page: int = 0) -> int:
+    """Open a task in the labeling UI, wait until its predicted regions are listed, turn a multi-image task
+    to page `item_page` (0-based) with the image's own pager, select the first region listed (so its
+    details show), save the screenshot; returns how many regions the UI lists."""
     page.goto(f"{url}/projects/{project_id}/data?task={task_id}", wait_until="domcontentloaded")
     page.wait_for_selector(REGION_SELECTOR, state="attached", timeout=PAGE_TIMEOUT_MS)
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('img')].every(img => img.complete)", timeout=PAGE_TIMEOUT_MS)
+    wait_for_images(page)
+    for _ in range(item_page):
+        page.locator(NEXT_PAGE_SELECTOR).first.click()
+        time.sleep(1)
+        wait_for_images(page)
     regions = page.locator(REGION_SELECTOR)
     count = regions.count()
-    regions.first.click()
+    select_region_on_page(page, regions, item_page)
     time.sleep(2)  # let the canvas redraw with the selection
     out_path.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(out_path), timeout=PAGE_TIMEOUT_MS)
     return count
+
+
+def select_region_on_page(page, regions, item_page: int) -> None:
+    """Select the first listed region on page `item_page` (the outliner lists every page's regions, and
+    selecting a region turns the image to its page)."""
+    for index in range(regions.count()):
+        regions.nth(index).click()
+        if not item_page:
+            return
+        time.sleep(0.5)
+        indicator = page.locator(PAGE_INDICATOR_SELECTOR).first.inner_text().split()
+        if indicator and indicator[0] == str(item_page + 1):
+            return
+    raise SystemExit(f"error: no region listed on page {item_page + 1}")
+
+
+def wait_for_images(page) -> None:
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('img')].every(img => img.complete)", timeout=PAGE_TIMEOUT_MS)
 
 
 def open_browser(playwright, chromium: str):
@@ -95,24 +125,32 @@ def open_browser(playwright, chromium: str):
     return browser, page
 
 
-def make_projects(ls, configs: list[str], backend_url: str, work: Path) -> list[tuple[str, int, int]]:
-    """One project per config with one uploaded image and the backend's prediction; (name, project, task)."""
+def upload_urls(ls, images: list[Path]) -> list[str]:
+    """The /data/upload/ URLs of these images, uploaded into a scratch project (Label Studio makes a task from
+    an uploaded file only for configs with one data key, so the config's own tasks are imported)."""
+    scratch = ls.create_project("uploads", '<View><Image name="image" value="$image"/></View>')
+    ids = ls.upload_files(scratch["id"], images)
+    data = {task["id"]: task["data"]["image"] for task in ls.list_tasks(scratch["id"])}
+    return [data[task_id] for task_id in ids]
+
+
+def make_projects(ls, configs: list[str], backend_url: str, work: Path) -> list[tuple[str, int, int, int]]:
+    """One project per config with one task of uploaded image(s) and the backend's prediction;
+    (name, project, task, page to show)."""
     shots = []
     for index, name in enumerate(configs):
-        config_path = LABEL_CONFIG_DIR / f"{name}.xml"
-        image = draw_sample_image(work / f"{name}.png", (640, 480), seed=index)
-        project = ls.create_project(f"NExT-Chat: {name}", config_path.read_text())
-        (task_id,) = ls.upload_files(project["id"], [image])
-        texts = {key: text for key, text in TEXT_INPUTS.items() if f'name="{key}"' in config_path.read_text()}
-        if texts:  # the prompt-driven configs read their prompt/question from the task data
-            (task,) = [task for task in ls.list_tasks(project["id"]) if task["id"] == task_id]
-            ls.update_task_data(task_id, {**task["data"], **texts})
+        xml = (LABEL_CONFIG_DIR / f"{name}.xml").read_text()
+        sizes = PAGE_SIZES if is_multi_image(xml) else PAGE_SIZES[:1]
+        images = [draw_sample_image(work / f"{name}-{page}.png", size, seed=index + page)
+                  for page, size in enumerate(sizes)]
+        project = ls.create_project(f"NExT-Chat: {name}", xml)
+        (task_id,) = ls.import_tasks(project["id"], [sample_task_data(xml, upload_urls(ls, images), TEXT_INPUTS)])
         ls.connect_ml_backend(project["id"], backend_url, title="NExT-Chat (random tiny weights)")
         ls.retrieve_predictions(project["id"])
         stored = ls.list_predictions(task_id=task_id)
         if not stored or not stored[0]["result"]:
             raise SystemExit(f"error: no prediction stored for {name}; see the backend log in {work}")
-        shots.append((name, project["id"], task_id))
+        shots.append((name, project["id"], task_id, 1 if len(sizes) > 1 else 0))
     return shots
 
 
@@ -133,8 +171,9 @@ def own_label_studio(args: argparse.Namespace, sync_playwright) -> int:
                 browser, page = open_browser(playwright, args.chromium)
                 log_in(page, server.url, server.username, server.password)
                 failures = 0
-                for name, project_id, task_id in shots:
-                    failures += not shoot_and_report(page, server.url, project_id, task_id, args.out / f"{name}.png")
+                for name, project_id, task_id, item_page in shots:
+                    failures += not shoot_and_report(page, server.url, project_id, task_id, args.out / f"{name}.png",
+                                                     item_page)
                 browser.close()
         finally:
             if backend is not None:
@@ -143,11 +182,11 @@ def own_label_studio(args: argparse.Namespace, sync_playwright) -> int:
     return 1 if failures else 0
 
 
-def shoot_and_report(page, url: str, project_id: int, task_id: int, out_path: Path) -> bool:
+def shoot_and_report(page, url: str, project_id: int, task_id: int, out_path: Path, item_page: int = 0) -> bool:
     from playwright.sync_api import Error as PlaywrightError
 
     try:
-        count = shoot_task(page, url, project_id, task_id, out_path)
+        count = shoot_task(page, url, project_id, task_id, out_path, item_page)
     except PlaywrightError as error:
         print(f"{out_path}: FAILED: {str(error).splitlines()[0]}", file=sys.stderr)
         return False
@@ -162,7 +201,8 @@ def existing_label_studio(args: argparse.Namespace, sync_playwright) -> int:
     with sync_playwright() as playwright:
         browser, page = open_browser(playwright, args.chromium)
         log_in(page, args.url.rstrip("/"), args.username, args.password)
-        shot = shoot_and_report(page, args.url.rstrip("/"), args.project, args.task, args.out / f"{args.name}.png")
+        shot = shoot_and_report(page, args.url.rstrip("/"), args.project, args.task, args.out / f"{args.name}.png",
+                                args.page)
         browser.close()
     return 0 if shot else 1
 

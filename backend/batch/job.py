@@ -81,11 +81,14 @@ class JobSpec:
             raise JobError(f"the label config must have exactly one Image this backend fills; it has "
                            f"{len(parsed.targets)}")
         target = parsed.targets[0]
+        if target.value_list:
+            raise JobError(f"the Image {target.name!r} takes a list of images (valueList); batch jobs make one "
+                           "task per image file, so give a config with <Image value=\"$image\">")
         if self.labels:
             target = restrict_labels(target, list(self.labels))
-        if not target.region_controls and not target.caption_areas:
-            raise JobError("the label config has no RectangleLabels/PolygonLabels/BrushLabels or caption "
-                           "TextArea to pre-annotate")
+        if not target.region_controls and not target.caption_areas and not target.choices:
+            raise JobError("the label config has no RectangleLabels/PolygonLabels/BrushLabels/BitmaskLabels, "
+                           "caption TextArea or Choices to pre-annotate")
         return LabelingConfig(targets=(target,), skipped=parsed.skipped)
 
     def target(self) -> ImageTarget:

@@ -6,8 +6,9 @@
 Starts Label Studio from its own venv (.venv-ls, made by scripts/install_label_studio.sh) as a
 separate process, and `python -m backend serve` with a tiny *random* checkpoint (made once by
 `python -m model.random_checkpoint --size tiny`). Creates one project per config in label_config/
-with generated images (local files and uploads), connects the backend, retrieves predictions, and
-prints the URL and login. Ctrl-C stops both. The process helpers are in backend.dev.harness.
+with generated images (local files and uploads; task data from backend.dev.samples: a list of pages
+for a valueList config, per-task labels for a dynamic-labels one), connects the backend, retrieves
+predictions, and prints the URL and login. Ctrl-C stops both. The process helpers are in backend.dev.harness.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from backend.dev.harness import (
     start_backend,
     start_label_studio,
 )
+from backend.dev.samples import accepts_file_upload, is_multi_image, sample_task_data
 from backend.studio.client import LabelStudioClient, LabelStudioError
 
 LABEL_CONFIG_DIR = REPO_ROOT / "label_config"
@@ -79,22 +81,23 @@ def local_files_url(path: Path, files_root: Path) -> str:
     return "/data/local-files/?d=" + path.resolve().relative_to(files_root.resolve()).as_posix()
 
 
-# Stored with the local-files task, so configs with a prompt / question TextArea have something to answer
-# before anyone types (the keys are the TextAreas' names in label_config/).
-SAMPLE_TEXT = {"prompt": "the red car", "question": "What is next to the red car?"}
-
-
 def create_demo_projects(ls: LabelStudioClient, backend_url: str, files_root: Path, upload_dir: Path) -> list[dict]:
-    """One project per label_config/*.xml: a local-files task and an uploaded task each, backend connected."""
-    local_images = make_sample_images(files_root / "images", count=1, prefix="local")
+    """One project per label_config/*.xml: a local-files task and an uploaded task each (a valueList config:
+    one task of three local pages; a config that reads more than one data key: no upload, which Label
+    Studio refuses there), backend connected. The local task's data comes from sample_task_data:
+    a sample prompt / question / label list where the config reads one."""
+    local_images = make_sample_images(files_root / "images", count=3, prefix="local")
+    local_urls = [local_files_url(path, files_root) for path in local_images]
     uploads = make_sample_images(upload_dir, count=2, prefix="upload")[1:]
     projects = []
     for config_path in sorted(LABEL_CONFIG_DIR.glob("*.xml")):
-        project = ls.create_project(f"NExT-Chat demo: {config_path.stem}", config_path.read_text())
+        xml = config_path.read_text()
+        project = ls.create_project(f"NExT-Chat demo: {config_path.stem}", xml)
         ls.add_local_files_storage(project["id"], files_root / "images")
-        ls.import_tasks(project["id"], [{"image": local_files_url(path, files_root), **SAMPLE_TEXT}
-                                        for path in local_images])
-        ls.upload_files(project["id"], uploads)
+        multi = is_multi_image(xml)
+        ls.import_tasks(project["id"], [sample_task_data(xml, local_urls if multi else local_urls[:1])])
+        if not multi and accepts_file_upload(xml):
+            ls.upload_files(project["id"], uploads)
         ls.connect_ml_backend(project["id"], backend_url, title="NExT-Chat (random demo weights)")
         ls.retrieve_predictions(project["id"])
         projects.append(project)

@@ -19,6 +19,7 @@ import numpy as np
 
 from backend.export.pairing import pair_masks_with_boxes, relations_of, union_box
 from backend.studio import geometry
+from backend.studio.results.bitmask import bitmask_url_to_mask
 from backend.studio.results.readers import GEOMETRY_TYPES, is_textarea, result_labels, result_texts
 
 
@@ -156,15 +157,22 @@ def rectangle_geometry(value: dict, width: int, height: int):
 
 
 def brush_geometry(item: dict, width: int, height: int):
-    """Brush RLE decoded at its own original size, then resized (nearest) to the shown size."""
+    """Brush RLE (or a BitmaskLabels PNG) decoded at its own original size, then resized (nearest) to the
+    shown size."""
     value = item["value"]
-    if value.get("format", "rle") != "rle" or not isinstance(value.get("rle"), list):
-        raise RegionSkipped(f"brush format {value.get('format')!r} is not Label Studio RLE")
     rle_width, rle_height = shown_size(item, (width, height))
-    try:
-        mask = geometry.brush_rle_to_mask(value["rle"], rle_width, rle_height)
-    except ValueError as exc:
-        raise RegionSkipped(f"brush mask unreadable: {exc}") from None
+    if "imageDataURL" in value:
+        try:
+            mask = bitmask_url_to_mask(value["imageDataURL"], rle_width, rle_height)
+        except ValueError as exc:
+            raise RegionSkipped(f"bitmask unreadable: {exc}") from None
+    elif value.get("format", "rle") != "rle" or not isinstance(value.get("rle"), list):
+        raise RegionSkipped(f"brush format {value.get('format')!r} is not Label Studio RLE")
+    else:
+        try:
+            mask = geometry.brush_rle_to_mask(value["rle"], rle_width, rle_height)
+        except ValueError as exc:
+            raise RegionSkipped(f"brush mask unreadable: {exc}") from None
     if mask.shape != (height, width):
         mask = cv2.resize(mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
     box = geometry.mask_to_box(mask)

@@ -13,7 +13,8 @@ Label Studio forwards the browser's `context.result` (docs/label-studio.md). Per
    "label: expression", else the label selected in the context, else the label the expression matches,
    else each control's first label. The prompt is echoed back so it stays visible;
 3. a rectangle drawn with the smart tool (the last `origin: "manual"` one, else the last) ->
-   `describe` it into the per-region TextArea and segment it into the polygon / brush controls. The box
+   `describe` it into the per-region TextArea, segment it into the polygon / brush / bitmask controls and
+   ask its per-region Choices (backend.predict.choices). The box
    is re-emitted with a NEW id and the text carries that id: Label Studio deletes the dynamic box when
    the suggestion is accepted, and text tied to the deleted id would be orphaned (docs/label-studio.md).
 """
@@ -209,5 +210,6 @@ def _drawn_box(flows, target, image, rect, calls) -> list[dict]:
         # a drawn box is an explicit request: its mask is not gated by MASK_IOU_THRESHOLD (the score travels)
         region = calls.segment(image, box)
         mask, score = region.mask, float(region.score)
-    return region_results(target, image.width, image.height, labels=labels, box=box, mask=mask,
-                          score=score, text=text, polygon=flows.polygon)
+    shapes = region_results(target, image.width, image.height, labels=labels, box=box, mask=mask,
+                            score=score, text=text, polygon=flows.polygon)
+    return shapes + flows.region_choices(target, image, box, shapes, labels, calls)

@@ -16,12 +16,14 @@ from PIL import Image
 from backend.deadline import Deadline
 from backend.images import ImageError
 from backend.predict.calls import ModelCalls
+from backend.predict.config import task_config
 from backend.predict.errors import InvalidContext, ModelUnavailable, OutOfTime, TaskError
 from backend.predict.holder import ModelHolder, is_out_of_memory, release_gpu_memory
-from backend.predict.interactive import context_items_for, predict_interactive
+from backend.predict.interactive import context_items_for
+from backend.predict.targets import TargetImages, load_target_images, predict_target
 from backend.predict.workflows import RegionWorkflows
 from backend.settings import Settings
-from backend.studio.labeling import ImageTarget, LabelingConfig
+from backend.studio.labeling import LabelingConfig
 from backend.studio.results import prediction_entry
 
 log = logging.getLogger("backend.predict")
@@ -50,25 +52,24 @@ class Predictor:
         return entries
 
     def predict_one(self, task: dict, config: LabelingConfig, context: dict | None,
-                    images: Mapping[str, Image.Image], calls: ModelCalls) -> dict:
-        """One task's prediction entry from its decoded images (Image name -> image). Raises on failure
-        (TaskError, OutOfTime, model errors): :meth:`predict` turns those into an empty entry per task;
-        batch jobs count them."""
+                    images: Mapping[str, Image.Image | TargetImages], calls: ModelCalls) -> dict:
+        """One task's prediction entry from its decoded images (Image name -> image; for a valueList Image,
+        item_index -> image or a list). Raises on failure (TaskError, OutOfTime, model errors):
+        :meth:`predict` turns those into an empty entry per task; batch jobs count them."""
+        config = task_config(config, task, self.settings)
         results = []
         for target in config.targets:
             image = images.get(target.name)
             if image is None:
                 continue
-            if context is None:
-                results += self.flows.preannotate(task, target, image, calls)
-            else:
-                results += predict_interactive(self.flows, task, target, image,
-                                               context_items_for(context, target), calls)
+            items = None if context is None else context_items_for(context, target)
+            results += predict_target(self.flows, task, target, image, items, calls)
         return prediction_entry(results, calls.model_version)
 
     def _predict_task(self, task, config, context, calls: ModelCalls, model_version: str) -> dict:
         task_id = task.get("id")
         try:
+            config = task_config(config, task, self.settings)
             images = self._task_images(task, config, context, calls.deadline)
             return self.predict_one(task, config, context, images, calls)
         except (InvalidContext, ModelUnavailable):
@@ -93,20 +94,15 @@ class Predictor:
         log.error("task %s: GPU out of memory; answering 503", task_id)
         raise ModelUnavailable("GPU out of memory; retry later")
 
-    def _task_images(self, task, config: LabelingConfig, context, deadline: Deadline) -> dict[str, Image.Image]:
-        """The decoded image of every Image this task's prediction needs (with a context: those it names)."""
+    def _task_images(self, task, config: LabelingConfig, context, deadline: Deadline) -> dict[str, TargetImages]:
+        """The decoded image(s) of every Image this task's prediction needs (with a context: those it names)."""
         images = {}
         for target in config.targets:
-            if context is not None and not context_items_for(context, target):
+            items = None if context is None else context_items_for(context, target)
+            if items is not None and not items:
                 continue
-            images[target.name] = self._load_image(task, target, deadline)
+            images[target.name] = load_target_images(self.images, task, target, items, deadline)
         return images
-
-    def _load_image(self, task, target: ImageTarget, deadline: Deadline) -> Image.Image:
-        value = task["data"].get(target.value_key)
-        if value is None:
-            raise TaskError(f"task data has no {target.value_key!r} for Image {target.name!r}")
-        return self.images.load(value, task.get("id"), deadline)
 
 
 def not_reached(task: dict, model_version: str) -> dict:

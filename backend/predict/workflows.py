@@ -12,6 +12,10 @@ Pre-annotation (no context), on every Image of the config:
   into its TextArea). One region per located phrase, labelled by backend.studio.phrases (the phrase's
   label, else the catch-all label; a phrase with neither is logged and gets no shape but stays in the
   text), the phrase as its per-region text (docs/workflows.md).
+
+Every region made (from labels, an expression, a caption or an answer; in interactive calls a drawn box)
+also gets the answers of the Image's per-region Choices (backend.predict.choices), attached to its first
+shape. Whole-image Choices are asked by backend.predict.targets, which runs these workflows per image.
 """
 
 from __future__ import annotations
@@ -21,9 +25,11 @@ import logging
 from PIL import Image
 
 from backend.predict.calls import ModelCalls
+from backend.predict.choices import ChoiceQuestions
 from backend.predict.contract import FoundRegion
 from backend.predict.errors import TaskError
 from backend.settings import Settings
+from backend.studio.config_parts import data_value
 from backend.studio.labeling import ImageTarget
 from backend.studio.phrases import labels_for_region
 from backend.studio.results import PolygonOptions, TextAreaResult, region_results
@@ -38,6 +44,7 @@ class RegionWorkflows:
         self.settings = settings
         self.polygon = PolygonOptions(tolerance_px=settings.polygon_tolerance, max_parts=settings.polygon_max_parts,
                                       min_part_fraction=settings.polygon_min_part_fraction)
+        self.choices = ChoiceQuestions(settings)  # Choices of the image and per-region attributes
 
     # -------------------------------------------------------------------------- pre-annotation
     def preannotate(self, task: dict, target: ImageTarget, image: Image.Image, calls: ModelCalls) -> list[dict]:
@@ -49,7 +56,7 @@ class RegionWorkflows:
         if target.caption_areas:
             caption = calls.caption(image)
             results += self.texts(target.caption_areas, caption.text)
-            results += self.phrase_regions(target, image, caption.regions, "caption")
+            results += self.phrase_regions(target, image, caption.regions, "caption", calls)
         for area in target.question_areas:
             question = self.stored_text(task, area)
             if question:
@@ -58,7 +65,7 @@ class RegionWorkflows:
 
     def stored_text(self, task: dict, area) -> str:
         """Text kept in the task data for a TextArea (its value="$key", else its name)."""
-        text = task["data"].get(area.data_key)
+        text = data_value(task["data"], area.data_key)
         if not isinstance(text, str) or not text.strip():
             return ""
         if len(text) > self.settings.max_prompt_chars:
@@ -106,10 +113,11 @@ class RegionWorkflows:
         """`question` answered (`boxes`: pixel xyxy, the question's [0], [1]...): the answer TextArea and
         the regions the answer locates."""
         reply = calls.ask(image, question, boxes)
-        return self.texts(target.answer_areas, reply.text) + self.phrase_regions(target, image, reply.regions, "answer")
+        return self.texts(target.answer_areas, reply.text) + self.phrase_regions(target, image, reply.regions, "answer",
+                                                                               calls)
 
     def phrase_regions(self, target: ImageTarget, image: Image.Image, regions: list[FoundRegion],
-                       source: str) -> list[dict]:
+                       source: str, calls: ModelCalls | None = None) -> list[dict]:
         """Regions of a caption/answer, each labelled from its phrase, its phrase as its per-region text.
         A control on which the phrase matches no label (and that has no catch-all label) gets no shape
         for it; the phrase stays in the caption/answer text, and this is logged."""
@@ -123,7 +131,8 @@ class RegionWorkflows:
                 log.info("%s phrase %r matches no label of %s and there is no catch_all label: no shape there "
                          "(the phrase stays in the text)", source, region.phrase, ", ".join(left_out))
             if labels:
-                results += self.shapes(target, image, region, labels, region.phrase or None)
+                shapes = self.shapes(target, image, region, labels, region.phrase or None)
+                results += shapes + self.region_choices(target, image, region.box, shapes, labels, calls)
         return results
 
     def region_to_results(self, target: ImageTarget, image: Image.Image, region: FoundRegion,
@@ -133,7 +142,15 @@ class RegionWorkflows:
         text = None
         if target.region_areas and self.settings.describe_regions:
             text = calls.describe(image, region.box)
-        return self.shapes(target, image, region, labels, text)
+        shapes = self.shapes(target, image, region, labels, text)
+        return shapes + self.region_choices(target, image, region.box, shapes, labels, calls)
+
+    def region_choices(self, target: ImageTarget, image: Image.Image, box, shapes: list[dict],
+                       labels: dict[str, str], calls: ModelCalls | None) -> list[dict]:
+        """The per-region Choices answered about one region (none without model calls to ask them)."""
+        if calls is None or not target.choices:
+            return []
+        return self.choices.for_region(target, image, box, shapes, labels.values(), calls)
 
     def usable_mask(self, region: FoundRegion, image: Image.Image):
         """The region's mask if SAM's IoU guess reaches MASK_IOU_THRESHOLD and it fits the image."""

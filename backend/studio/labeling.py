@@ -1,10 +1,13 @@
 """Read a Label Studio labeling config: what this backend can fill in, and what it skips.
 
 ``parse_label_config(xml)`` returns a :class:`LabelingConfig`: one :class:`ImageTarget` per
-``<Image>`` with the region controls (RectangleLabels, PolygonLabels, BrushLabels) and the
-TextAreas pointing at it, each TextArea with a role. Anything it cannot serve (KeyPointLabels,
-video, controls on no Image, unknown roles...) is listed in ``skipped`` with a reason and
-logged; it never raises for those. Only XML that cannot be read raises LabelConfigError.
+``<Image>`` (``value="$image"``, or ``valueList="$images"`` for a list of images) with the region
+controls (RectangleLabels, PolygonLabels, BrushLabels, BitmaskLabels), the TextAreas and the Choices
+(backend.studio.choices_control) pointing at it, each TextArea with a role. A region control's
+``value="$labels"`` (labels from the task data) and a Repeater's copies are resolved per task by
+backend.studio.task_config. Anything it cannot serve (KeyPointLabels, video, controls on no Image,
+unknown roles...) is listed in ``skipped`` with a reason and logged; it never raises for those. Only
+XML that cannot be read raises LabelConfigError.
 
 Attribute conventions (documented for users in label_config/README.md):
 
@@ -24,20 +27,31 @@ Attribute names are matched case-insensitively, as Label Studio's editor does.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from xml.etree import ElementTree
 
+from backend.studio.choices_control import ChoicesControl, read_choices
+from backend.studio.config_parts import Label, LabelConfigError, read_labels, variable_key
+from backend.studio.config_parts import attrs_of as _attrs
+from backend.studio.config_parts import is_true as _is_true
+from backend.studio.config_parts import read_xml as _read_xml
+from backend.studio.config_parts import split_list as _split_list
+from backend.studio.config_parts import tag_of as _tag
+from backend.studio.repeater import is_repeater
+
 logger = logging.getLogger(__name__)
 
-REGION_KINDS = ("rectanglelabels", "polygonlabels", "brushlabels")
+__all__ = ["ChoicesControl", "ImageTarget", "Label", "LabelConfigError", "LabelingConfig", "RegionControl",
+           "Skipped", "TextAreaControl", "parse_label_config"]
+
+REGION_KINDS = ("rectanglelabels", "polygonlabels", "brushlabels", "bitmasklabels")
 TEXTAREA_ROLES = ("prompt", "question", "caption", "answer", "description")
 _ROLE_ALIASES = {"expression": "prompt", "referring": "prompt", "region": "description",
                  "phrase": "description", "per-region": "description"}
 _UNSERVED_CONTROLS = {
-    "keypointlabels", "keypoint", "ellipselabels", "ellipse", "bitmasklabels", "bitmask",
-    "rectangle", "polygon", "brush", "labels", "choices", "taxonomy", "rating", "number",
+    "keypointlabels", "keypoint", "ellipselabels", "ellipse", "bitmask",
+    "rectangle", "polygon", "brush", "labels", "taxonomy", "rating", "number",
     "datetime", "ranker", "pairwise", "relations", "magicwand", "vectorlabels", "vector",
 }
 _OBJECT_TAGS = {
@@ -46,31 +60,13 @@ _OBJECT_TAGS = {
 }
 _VISUAL_TAGS = {"view", "header", "style", "filter", "collapse", "label", "choice", "shortcut",
                 "relation", "channel", "pagedview", "panel", "dialog", "char"}
-_TRUE = {"true", "1", "yes", "on"}
-
-
-class LabelConfigError(ValueError):
-    """The labeling config is not readable XML; the message is one line, safe to return."""
-
-
-@dataclass(frozen=True)
-class Label:
-    """One ``<Label>`` of a region control."""
-
-    value: str
-    prompt: str | None = None
-    synonyms: tuple[str, ...] = ()
-    catch_all: bool = False
-
-    @property
-    def referring_expression(self) -> str:
-        """Text to ground for this label: its ``prompt`` attribute, else its value."""
-        return self.prompt or self.value
+# whole-image outputs that have no per-image form here: not filled on a valueList Image
+_WHOLE_TASK_ROLES = ("caption", "question", "answer")
 
 
 @dataclass(frozen=True)
 class RegionControl:
-    """A RectangleLabels / PolygonLabels / BrushLabels control on one Image.
+    """A RectangleLabels / PolygonLabels / BrushLabels / BitmaskLabels control on one Image.
 
     ``kind`` is the Label Studio result type (``"rectanglelabels"``...).
     """
@@ -85,6 +81,7 @@ class RegionControl:
     match_contains: bool = True
     match_similarity: bool = True
     min_similarity: float = 0.8
+    labels_key: str | None = None  # value="$key": more labels from the task data (Label Studio's dynamic labels)
 
     @property
     def match_options(self) -> dict:
@@ -133,6 +130,8 @@ class ImageTarget:
     region_areas: tuple[TextAreaControl, ...] = ()
     caption_areas: tuple[TextAreaControl, ...] = ()
     answer_areas: tuple[TextAreaControl, ...] = ()
+    choices: tuple[ChoicesControl, ...] = ()
+    value_list: bool = False  # valueList="$key": the task data holds a list of images (results carry item_index)
 
     @property
     def text_areas(self) -> tuple[TextAreaControl, ...]:
@@ -153,14 +152,16 @@ class Skipped:
 class LabelingConfig:
     targets: tuple[ImageTarget, ...] = ()
     skipped: tuple[Skipped, ...] = ()
+    xml: str = field(default="", repr=False, compare=False)  # the text parsed (a Repeater expands it per task)
+    has_repeater: bool = False
 
     def target(self, name: str) -> ImageTarget | None:
         return next((target for target in self.targets if target.name == name), None)
 
-    def control(self, name: str) -> RegionControl | TextAreaControl | None:
-        """The region control or TextArea with this ``name`` (a result's from_name)."""
+    def control(self, name: str) -> RegionControl | TextAreaControl | ChoicesControl | None:
+        """The region control, TextArea or Choices with this ``name`` (a result's from_name)."""
         for target in self.targets:
-            for control in target.region_controls + target.text_areas:
+            for control in target.region_controls + target.text_areas + target.choices:
                 if control.name == name:
                     return control
         return None
@@ -172,10 +173,14 @@ class _Draft:
 
     name: str
     value_key: str
+    value_list: bool = False
     region_controls: list = field(default_factory=list)
     areas: dict = field(default_factory=lambda: {role: [] for role in TEXTAREA_ROLES})
+    choices: list = field(default_factory=list)
 
-    def freeze(self) -> ImageTarget:
+    def freeze(self, skipped: list[Skipped]) -> ImageTarget:
+        if self.value_list:
+            self._drop_whole_task_outputs(skipped)
         return ImageTarget(
             name=self.name, value_key=self.value_key,
             region_controls=tuple(self.region_controls),
@@ -184,63 +189,28 @@ class _Draft:
             region_areas=tuple(self.areas["description"]),
             caption_areas=tuple(self.areas["caption"]),
             answer_areas=tuple(self.areas["answer"]),
+            choices=tuple(self.choices), value_list=self.value_list,
         )
+
+    def _drop_whole_task_outputs(self, skipped: list[Skipped]) -> None:
+        """A valueList Image is answered image by image: outputs with one value per task are skipped."""
+        for role in _WHOLE_TASK_ROLES:
+            for area in self.areas[role]:
+                skipped.append(Skipped("TextArea", area.name, f"a {role} TextArea on the valueList Image "
+                                                              f"{self.name!r} is not filled (no per-image form)"))
+            self.areas[role] = []
+        whole = [control for control in self.choices if not (control.per_region or control.per_item)]
+        for control in whole:
+            skipped.append(Skipped("Choices", control.name, f"Choices on the valueList Image {self.name!r} "
+                                                            'need perItem="true" or perRegion="true"'))
+        self.choices = [control for control in self.choices if control not in whole]
 
 
 # --------------------------------------------------------------------------- parsing
 
 
-def _read_xml(xml_text: str) -> ElementTree.Element:
-    if not isinstance(xml_text, str) or not xml_text.strip():
-        raise LabelConfigError("labeling config is empty")
-    if re.search(r"<!(DOCTYPE|ENTITY)", xml_text, flags=re.IGNORECASE):
-        raise LabelConfigError("labeling config must not contain a DTD or entity declarations")
-    try:
-        return ElementTree.fromstring(xml_text)
-    except ElementTree.ParseError as error:
-        raise LabelConfigError(f"labeling config is not valid XML: {error}") from None
-
-
-def _attrs(element: ElementTree.Element) -> dict[str, str]:
-    return {key.lower(): value for key, value in element.attrib.items()}
-
-
-def _is_true(value: str | None, default: bool = False) -> bool:
-    if value is None:
-        return default
-    return value.strip().lower() in _TRUE
-
-
-def _split_list(value: str | None) -> tuple[str, ...]:
-    if not value:
-        return ()
-    return tuple(item.strip() for item in value.split(",") if item.strip())
-
-
-def _variable_key(value: str | None) -> str | None:
-    """``"$image"`` -> ``"image"``; a literal value -> None."""
-    match = re.fullmatch(r"\s*\$([\w.\-]+)\s*", value or "")
-    return match.group(1) if match else None
-
-
-def _tag(element: ElementTree.Element) -> str:
-    return element.tag if isinstance(element.tag, str) else ""
-
-
-def _read_labels(element: ElementTree.Element) -> tuple[Label, ...]:
-    labels = []
-    for child in element.iter():
-        if _tag(child).lower() != "label":
-            continue
-        attrs = _attrs(child)
-        value = attrs.get("value", "").strip()
-        if not value:
-            continue
-        synonyms = _split_list(attrs.get("predicted_values")) + _split_list(attrs.get("synonyms"))
-        prompt = (attrs.get("prompt") or "").strip() or None
-        labels.append(Label(value=value, prompt=prompt, synonyms=tuple(dict.fromkeys(synonyms)),
-                            catch_all=_is_true(attrs.get("catch_all"))))
-    return tuple(labels)
+_variable_key = variable_key
+_read_labels = read_labels
 
 
 def _textarea_role(name: str, attrs: dict[str, str]) -> tuple[str | None, str]:
@@ -267,14 +237,17 @@ def _collect(root: ElementTree.Element) -> tuple[dict[str, _Draft], list, list[S
     images: dict[str, _Draft] = {}
     controls: list[tuple[str, ElementTree.Element]] = []
     skipped: list[Skipped] = []
+    templates = {id(inner) for element in root.iter() if is_repeater(element) for inner in element.iter()}
     for element in root.iter():
+        if id(element) in templates:
+            continue  # a Repeater's template: read per task, once expanded (backend.studio.repeater)
         tag = _tag(element)
         lowered = tag.lower()
         attrs = _attrs(element)
         name = attrs.get("name")
         if lowered == "image":
             _collect_image(element, attrs, images, skipped)
-        elif lowered in REGION_KINDS or lowered == "textarea":
+        elif lowered in REGION_KINDS or lowered in ("textarea", "choices"):
             controls.append((lowered, element))
         elif lowered in _UNSERVED_CONTROLS:
             skipped.append(Skipped(tag, name, f"{tag} is not a control this backend fills"))
@@ -287,16 +260,17 @@ def _collect(root: ElementTree.Element) -> tuple[dict[str, _Draft], list, list[S
 
 def _collect_image(element, attrs, images, skipped) -> None:
     name = attrs.get("name")
-    key = _variable_key(attrs.get("value"))
+    list_key = _variable_key(attrs.get("valuelist"))
+    key = list_key or _variable_key(attrs.get("value"))
     if not name:
         skipped.append(Skipped(_tag(element), None, "Image without a name"))
     elif key is None:
         skipped.append(Skipped(_tag(element), name,
-                               "Image value is not a task data variable like $image"))
+                               "Image value is not a task data variable like $image (or valueList=\"$images\")"))
     elif name in images:
         skipped.append(Skipped(_tag(element), name, "duplicate Image name"))
     else:
-        images[name] = _Draft(name=name, value_key=key)
+        images[name] = _Draft(name=name, value_key=key, value_list=list_key is not None)
 
 
 def _attach(kind: str, element, images: dict[str, _Draft], skipped: list[Skipped]) -> None:
@@ -314,17 +288,19 @@ def _attach(kind: str, element, images: dict[str, _Draft], skipped: list[Skipped
         return
     if kind == "textarea":
         _attach_textarea(name, attrs, targets, skipped)
+    elif kind == "choices":
+        _attach_choices(name, element, attrs, targets, skipped)
     else:
         _attach_region_control(kind, tag, name, element, attrs, targets, skipped)
 
 
 def _attach_region_control(kind, tag, name, element, attrs, targets, skipped) -> None:
-    if attrs.get("value", "").strip():
-        skipped.append(Skipped(tag, name, "labels loaded from task data (value=...) "
-                                          "are not supported"))
+    labels_key = _variable_key(attrs.get("value"))
+    if attrs.get("value", "").strip() and labels_key is None:
+        skipped.append(Skipped(tag, name, f"value={attrs.get('value')!r} is not a task data variable like $labels"))
         return
     labels = _read_labels(element)
-    if not labels:
+    if not labels and labels_key is None:
         skipped.append(Skipped(tag, name, f"{tag} has no Label"))
         return
     for draft in targets:
@@ -333,7 +309,7 @@ def _attach_region_control(kind, tag, name, element, attrs, targets, skipped) ->
             smart=_is_true(attrs.get("smart"), default=True),
             match_contains=_is_true(attrs.get("matchcontains"), default=True),
             match_similarity=_is_true(attrs.get("matchsimilarity"), default=True),
-            min_similarity=_min_similarity(attrs.get("minsimilarity"), name, skipped)))
+            min_similarity=_min_similarity(attrs.get("minsimilarity"), name, skipped), labels_key=labels_key))
 
 
 def _min_similarity(text, name, skipped) -> float:
@@ -347,6 +323,15 @@ def _min_similarity(text, name, skipped) -> float:
         skipped.append(Skipped("minSimilarity", name, f"minSimilarity={text!r} is not in (0, 1]; using 0.8"))
         return 0.8
     return value
+
+
+def _attach_choices(name, element, attrs, targets, skipped) -> None:
+    for draft in targets:
+        control, why = read_choices(name, element, attrs, draft.name)
+        if control is None:
+            skipped.append(Skipped("Choices", name, why))
+            return
+        draft.choices.append(control)
 
 
 def _attach_textarea(name, attrs, targets, skipped) -> None:
@@ -374,8 +359,8 @@ def parse_label_config(xml_text: str) -> LabelingConfig:
         _attach(kind, element, images, skipped)
     targets = []
     for draft in images.values():
-        target = draft.freeze()
-        if target.region_controls or target.text_areas:
+        target = draft.freeze(skipped)
+        if target.region_controls or target.text_areas or target.choices:
             targets.append(target)
         else:
             skipped.append(Skipped("Image", target.name, "no control this backend fills "
@@ -383,4 +368,5 @@ def parse_label_config(xml_text: str) -> LabelingConfig:
     for item in skipped:
         logger.warning("label config: skipping %s%s: %s", item.tag,
                        f" {item.name!r}" if item.name else "", item.reason)
-    return LabelingConfig(targets=tuple(targets), skipped=tuple(skipped))
+    return LabelingConfig(targets=tuple(targets), skipped=tuple(skipped), xml=xml_text,
+                          has_repeater=any(is_repeater(element) for element in root.iter()))

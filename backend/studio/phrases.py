@@ -33,7 +33,10 @@ annotator's own choice and the fallback a workflow needs on top of :class:`Phras
   control's first label (the annotator asked for this region, so it is always drawn);
 * box drawn with the smart tool: its label where a control has it, else that label's text
   matched to the control's labels, else the control's first label;
-* pre-annotation from labels needs no matching: each label is its own prompt.
+* pre-annotation from labels needs no matching: each label is its own prompt;
+* Choices (backend.predict.choices): a single-choice answer is matched to the choices (each ``<Choice>``
+  is a Label here); a yes/no answer of a multiple-choice question to :data:`YES` / :data:`NO`
+  (:func:`yes_or_no`).
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ __all__ = [
     "normalise",
     "singular_candidates",
     "split_label_prefix",
+    "yes_or_no",
 ]
 
 _ARTICLES = ("a ", "an ", "the ")
@@ -265,3 +269,14 @@ def labels_for_region(controls: Iterable[RegionControl], phrase: str | None, *, 
         elif fallback_first and control.labels:
             values[control.name] = (control.prompt_labels or control.labels)[0].value
     return values
+
+
+# answers to yes/no questions; "contains" finds them in a longer answer ("No, it is not."), the earliest wins
+YES = Label("yes", synonyms=("yeah", "yep", "yup", "true", "correct", "right", "sure", "definitely", "affirmative"))
+NO = Label("no", synonyms=("nope", "not", "none", "false", "incorrect", "never", "neither", "nothing", "isn't",
+                          "aren't", "doesn't", "don't", "can't", "cannot"))
+
+
+def yes_or_no(answer: str | None) -> LabelMatch | None:
+    """The :data:`YES` or :data:`NO` match of an answer (None when it says neither)."""
+    return PhraseMatcher((YES, NO), similarity=False).match(answer)

@@ -299,24 +299,40 @@ def make_app(model=None, exporter=None, image_loader=None, **overrides):
     return create_app(settings, model, exporter=exporter, image_loader=image_loader)
 
 
-def check_results_fit_config(results: list[dict], config_xml: str, width: int, height: int) -> None:
-    """Every result names a control of the config, its Image, one of its labels; geometry in percent
-    within [0, 100]; polygons >= 3 points; brush RLE decodes to (height, width); per-region text ids
-    point at a shape in the same list."""
+def check_results_fit_config(results: list[dict], config_xml: str, width: int, height: int, *,
+                             task_data: dict | None = None, sizes: dict[int, tuple[int, int]] | None = None) -> None:
+    """Every result names a control of the config, its Image, one of its labels (choices); geometry in percent
+    within [0, 100]; polygons >= 3 points; brush RLE / bitmask PNG decode to (height, width); per-region text
+    and choices ids point at a shape in the same list. `task_data`: the config as resolved for that task
+    (dynamic labels, Repeaters); `sizes`: item_index -> (width, height) of a valueList Image's images."""
     from backend.studio.geometry import brush_rle_to_mask
     from backend.studio.labeling import parse_label_config
+    from backend.studio.results.bitmask import bitmask_url_to_mask
+    from backend.studio.task_config import config_for_task
 
     config = parse_label_config(config_xml)
-    shape_ids = {r["id"] for r in results if r["type"] != "textarea"}
+    if task_data is not None:
+        config = config_for_task(config, task_data)
+    shape_ids = {r["id"] for r in results if r["type"] not in ("textarea", "choices")}
     for result in results:
         control = config.control(result["from_name"])
         assert control is not None, result["from_name"]
         assert result["to_name"] == control.to_name
+        if sizes is not None:
+            assert result.get("item_index") in sizes or result["type"] == "textarea", result
+            if "original_width" in result:
+                width, height = sizes[result["item_index"]]
         value = result["value"]
         if result["type"] == "textarea":
             assert isinstance(value["text"], list) and all(isinstance(t, str) for t in value["text"])
             if getattr(control, "per_region", False):
                 assert result["id"] in shape_ids
+            continue
+        if result["type"] == "choices":
+            assert set(value["choices"]) <= {choice.result_value for choice in control.choices}, value
+            assert value["choices"] and (control.multiple or len(value["choices"]) == 1)
+            assert 0.0 <= result.get("score", 0.0) <= 1.0
+            assert (result["id"] in shape_ids) == control.per_region
             continue
         assert result["type"] == control.kind
         assert set(value[control.kind]) <= {label.value for label in control.labels}
@@ -328,5 +344,7 @@ def check_results_fit_config(results: list[dict], config_xml: str, width: int, h
         elif control.kind == "polygonlabels":
             assert len(value["points"]) >= 3
             assert all(0 <= c <= 100 for point in value["points"] for c in point)
+        elif control.kind == "bitmasklabels":
+            assert bitmask_url_to_mask(value["imageDataURL"], width, height).any()
         else:
             assert brush_rle_to_mask(value["rle"], width, height).shape == (height, width)

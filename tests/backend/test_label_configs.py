@@ -42,6 +42,28 @@ EXPECTED = {
          ("brush", "brushlabels", ["person", "car", "dog", "object"])],
         {"prompt": "prompt", "question": "question", "answer": "answer", "caption": "caption",
          "description": "description"}),
+    "dynamic_labels.xml": (
+        [("box", "rectanglelabels", []), ("polygon", "polygonlabels", ["person", "car"])],
+        {}),
+    "choices.xml": (
+        [("box", "rectanglelabels", ["person", "car", "dog"])],
+        {}),
+    "multi_image.xml": (
+        [("box", "rectanglelabels", ["person", "car", "dog"])],
+        {"description": "description"}),
+    "bitmask.xml": (
+        [("mask", "bitmasklabels", ["person", "car", "dog", "sky"])],
+        {}),
+}
+# file -> the task data key of its Image, when not "image"; whether it is a valueList
+IMAGE_KEYS = {"multi_image.xml": ("images", True)}
+# file -> Choices as (name, multiple, per_region, per_item, choices)
+CHOICES = {
+    "choices.xml": [("scene", False, False, False, ["street", "indoors", "park", "beach", "somewhere else"]),
+                    ("contents", True, False, False, ["person", "car", "dog"]),
+                    ("colour", False, True, False, ["red", "blue", "brown", "another colour"]),
+                    ("state", True, True, False, ["occluded", "truncated"])],
+    "multi_image.xml": [("page", False, False, True, ["street", "indoors", "somewhere else"])],
 }
 
 
@@ -71,11 +93,27 @@ def test_backend_reads_expected_controls(name):
     config = parse_label_config(read(name))
     assert config.skipped == ()
     (target,) = config.targets
-    assert (target.name, target.value_key) == ("image", "image")
+    assert (target.name, target.value_key, target.value_list) == ("image", *IMAGE_KEYS.get(name, ("image", False)))
     controls = [(c.name, c.kind, [label.value for label in c.labels]) for c in target.region_controls]
     assert controls == expected_controls
     assert {area.name: area.role for area in target.text_areas} == expected_areas
     assert all(area.per_region == (area.role == "description") for area in target.text_areas)
+    assert [(c.name, c.multiple, c.per_region, c.per_item, [choice.value for choice in c.choices])
+            for c in target.choices] == CHOICES.get(name, [])
+
+
+def test_dynamic_labels_config_reads_its_labels_from_the_task():
+    box = parse_label_config(read("dynamic_labels.xml")).targets[0].region_controls[0]
+    assert box.labels_key == "labels" and box.labels == ()
+
+
+def test_choice_prompts_in_configs():
+    scene, contents, colour, state = parse_label_config(read("choices.xml")).targets[0].choices
+    assert scene.prompt == "Where was this photo taken?" and scene.catch_all.value == "somewhere else"
+    assert "city" in scene.choices[0].synonyms and contents.prompt is None
+    assert colour.prompt == "What colour is [0]?"
+    assert [choice.prompt for choice in state.choices] == ["Is [0] partly hidden behind something?",
+                                                         "Is [0] cut off by the edge of the image?"]
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

@@ -121,11 +121,11 @@ def test_unservable_parts_are_skipped_with_reasons(caplog):
     xml = """<View>
       <Image name="image" value="$image"/>
       <KeyPointLabels name="kp" toName="image"><Label value="eye"/></KeyPointLabels>
-      <Choices name="cls" toName="image"><Choice value="indoor"/></Choices>
+      <Choices name="cls" toName="image" choice="several"><Choice value="indoor"/></Choices>
       <Video name="video" value="$video"/>
       <RectangleLabels name="vbox" toName="video"><Label value="x"/></RectangleLabels>
       <RectangleLabels name="ghost" toName="missing"><Label value="x"/></RectangleLabels>
-      <RectangleLabels name="dynamic" toName="image" value="$labels"/>
+      <RectangleLabels name="dynamic" toName="image" value="labels"/>
       <PolygonLabels name="empty" toName="image"/>
       <TextArea name="weird" toName="image" role="summary"/>
       <TextArea name="desc" toName="image" role="description"/>
@@ -141,7 +141,8 @@ def test_unservable_parts_are_skipped_with_reasons(caplog):
                             "desc", "fw", "static", "lonely"}
     assert "not a control" in reasons["kp"] and "images only" in reasons["video"]
     assert "no served Image" in reasons["ghost"] and "no served Image" in reasons["vbox"]
-    assert "task data" in reasons["dynamic"] and "no Label" in reasons["empty"]
+    assert "task data variable" in reasons["dynamic"] and "no Label" in reasons["empty"]
+    assert "choice='several'" in reasons["cls"]
     assert "unknown role" in reasons["weird"] and "perRegion" in reasons["desc"]
     assert "unknown tag" in reasons["fw"] and "$image" in reasons["static"]
     assert "no control" in reasons["lonely"]

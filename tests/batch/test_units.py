@@ -55,6 +55,10 @@ def test_default_config_and_label_subset(tmp_path, random_tiny_checkpoint):
         spec_for(tmp_path, random_tiny_checkpoint, labels=["cow"], label_config=config)
     with pytest.raises(JobError, match="label config"):
         spec_for(tmp_path, random_tiny_checkpoint, label_config="<View><Image")
+    pages = ('<View><Image name="i" valueList="$pages"/>'
+             '<RectangleLabels name="r" toName="i"><Label value="dog"/></RectangleLabels></View>')
+    with pytest.raises(JobError, match="takes a list of images"):
+        spec_for(tmp_path, random_tiny_checkpoint, label_config=pages)
 
 
 def test_state_file_roundtrip(tmp_path):

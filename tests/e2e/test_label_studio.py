@@ -1,9 +1,12 @@
 """End to end against a real Label Studio 1.23.2 on loopback, with our backend and the tiny checkpoint.
 
 One project per label_config/*.xml; each gets three tasks (an uploaded image, a Local Files image, an
-http URL on a loopback server), the backend connected, and "Retrieve predictions" run. Then every
-stored prediction is checked against its config, and interactive calls shaped like the labeling UI's
-(a box drawn with the smart tool) are sent through Label Studio's /interactive-annotating.
+http URL on a loopback server; for a valueList config each task holds two images of different sizes,
+the second of the same kind, the uploaded task's second one over http), task data from
+backend.dev.samples (per-task labels, prompts), the backend connected, and "Retrieve predictions" run.
+Then every stored prediction is checked against its config as shown for its task, and interactive calls
+shaped like the labeling UI's (a box drawn with the smart tool) are sent through Label Studio's
+/interactive-annotating.
 """
 
 from __future__ import annotations
@@ -14,14 +17,17 @@ from pathlib import Path
 import pytest
 
 from backend.dev.demo import LABEL_CONFIG_DIR, draw_sample_image, local_files_url
+from backend.dev.samples import SAMPLE_LABELS, accepts_file_upload, is_multi_image, sample_task_data
 from backend.studio.client import LabelStudioClient, LabelStudioError
-from tests.e2e.region_checks import REGION_TYPES, read_controls, result_problems
+from tests.e2e.region_checks import REGION_TYPES, controls_for_task, read_controls, result_problems
 
 pytestmark = pytest.mark.e2e
 
 CONFIG_PATHS = sorted(LABEL_CONFIG_DIR.glob("*.xml"))
 # task data that the prompt-driven configs read (key = the TextArea's name)
 TEXT_INPUTS = {"prompt": "the red car", "question": "what is the person standing next to?"}
+SIZES = {"upload": (640, 480), "local-files": (480, 360), "http": (360, 480)}
+SECOND_SIZES = {"local-files": (300, 420), "http": (420, 300)}  # the second image of a multi-image task
 
 
 @dataclass
@@ -29,47 +35,69 @@ class ProjectRun:
     config_path: Path
     project: dict
     controls: dict
-    image_sizes: dict  # task id -> (width, height)
+    image_sizes: dict  # task id -> (width, height), or item_index -> (width, height) for a list of images
     task_kinds: dict  # task id -> "upload" | "local-files" | "http"
     ml_backend: dict
     predictions: list
+    task_data: dict  # task id -> its data as stored
 
 
-def make_images(folders: dict[str, Path], stem: str) -> dict[str, Path]:
-    """One generated image per task kind, each in the folder that kind is served from, sizes differ."""
-    sizes = {"upload": (640, 480), "local-files": (480, 360), "http": (360, 480)}
-    return {kind: draw_sample_image(folders[kind] / f"{stem}-{kind}.png", size, seed=index)
-            for index, (kind, size) in enumerate(sizes.items())}
+def make_images(folders: dict[str, Path], stem: str) -> dict[str, list[Path]]:
+    """Generated images per task kind, each in the folder that kind is served from, sizes differ: one per kind,
+    and a second local-files and http one (multi-image tasks)."""
+    images = {kind: [draw_sample_image(folders[kind] / f"{stem}-{kind}.png", size, seed=index)]
+              for index, (kind, size) in enumerate(SIZES.items())}
+    for index, (kind, size) in enumerate(SECOND_SIZES.items()):
+        images[kind].append(draw_sample_image(folders[kind] / f"{stem}-{kind}-2.png", size, seed=10 + index))
+    return images
 
 
-def text_inputs_for(controls: dict) -> dict:
-    return {name: text for name, text in TEXT_INPUTS.items() if name in controls}
+def uploaded_image(ls: LabelStudioClient, project_id: int, label_config: str, path: Path) -> tuple[int | None, dict]:
+    """(task id, data) of a task made by uploading an image into the project; with more than one data key in
+    the config Label Studio refuses that, so the image goes into a scratch project: (None, its task data)."""
+    target = project_id
+    if not accepts_file_upload(label_config):
+        target = ls.create_project("e2e uploads", '<View><Image name="image" value="$image"/></View>')["id"]
+    (task_id,) = ls.upload_files(target, [path])
+    (task,) = [task for task in ls.list_tasks(target) if task["id"] == task_id]
+    return (task_id if target == project_id else None), task["data"]
 
 
 def run_project(ls: LabelStudioClient, config_path: Path, folders: dict[str, Path], label_studio, image_server,
                 backend_url: str) -> ProjectRun:
     images = make_images(folders, config_path.stem)
     label_config = config_path.read_text()
-    controls = read_controls(label_config)
+    multi = is_multi_image(label_config)
     project = ls.create_project(f"e2e {config_path.stem}", label_config)
     ls.add_local_files_storage(project["id"], folders["local-files"])
-    extra = text_inputs_for(controls)
-    kinds = {}
-    (upload_id,) = ls.upload_files(project["id"], [images["upload"]])
-    kinds[upload_id] = "upload"
-    if extra:  # the prompt-driven configs: give the uploaded image's task its prompt/question too
-        (uploaded,) = [task for task in ls.list_tasks(project["id"]) if task["id"] == upload_id]
-        ls.update_task_data(upload_id, {**uploaded["data"], **extra})
-    local_id, http_id = ls.import_tasks(project["id"], [
-        {"image": local_files_url(images["local-files"], label_studio.local_files_root), **extra},
-        {"image": image_server.url_for(images["http"]), **extra},
-    ])
-    kinds.update({local_id: "local-files", http_id: "http"})
-    sizes = {task_id: _image_size(images[kind]) for task_id, kind in kinds.items()}
+    local = [local_files_url(path, label_studio.local_files_root) for path in images["local-files"]]
+    http = [image_server.url_for(path) for path in images["http"]]
+    upload_id, uploaded = uploaded_image(ls, project["id"], label_config, images["upload"][0])
+    upload_url = next(value for value in uploaded.values() if isinstance(value, str))
+    # every task gets its config's sample data (prompt, question, labels); a multi-image task two images
+    task_paths = {"upload": images["upload"] + images["http"][1:], "local-files": images["local-files"],
+                  "http": images["http"]}
+    values = {"upload": [upload_url] + http[1:], "local-files": local, "http": http}
+    if not multi:
+        task_paths = {kind: paths[:1] for kind, paths in task_paths.items()}
+        values = {kind: urls[:1] for kind, urls in values.items()}
+    data = {kind: sample_task_data(label_config, urls, TEXT_INPUTS) for kind, urls in values.items()}
+    if upload_id is None:
+        (upload_id,) = ls.import_tasks(project["id"], [data["upload"]])
+    else:
+        ls.update_task_data(upload_id, {**uploaded, **data["upload"]})
+    local_id, http_id = ls.import_tasks(project["id"], [data["local-files"], data["http"]])
+    kinds = {upload_id: "upload", local_id: "local-files", http_id: "http"}
+    sizes = {task_id: {index: _image_size(path) for index, path in enumerate(task_paths[kind])}
+             for task_id, kind in kinds.items()}
+    if not multi:
+        sizes = {task_id: by_index[0] for task_id, by_index in sizes.items()}
     ml_backend = ls.connect_ml_backend(project["id"], backend_url)
     ls.retrieve_predictions(project["id"])
     predictions = ls.list_predictions(project_id=project["id"])
-    return ProjectRun(config_path, project, controls, sizes, kinds, ml_backend, predictions)
+    stored = {task["id"]: task["data"] for task in ls.list_tasks(project["id"])}
+    return ProjectRun(config_path, project, read_controls(label_config), sizes, kinds, ml_backend, predictions,
+                      stored)
 
 
 def _image_size(path: Path) -> tuple[int, int]:
@@ -124,7 +152,8 @@ def test_backend_connects_and_every_task_gets_a_fitting_prediction(project_runs,
         result = prediction["result"]
         assert any(item["type"] in REGION_TYPES for item in result), (
             f"{stem}: {kind} task {task_id} got no region: {result}\n{nextchat_backend.log_tail()}")
-        problems = result_problems(result, run.controls, run.image_sizes[task_id])
+        problems = result_problems(result, controls_for_task(run.controls, run.task_data[task_id]),
+                                   run.image_sizes[task_id])
         assert not problems, f"{stem}: {kind} task {task_id}:\n" + "\n".join(problems)
         assert prediction["model_version"], prediction
         assert isinstance(prediction["score"], (int, float))
@@ -132,7 +161,29 @@ def test_backend_connects_and_every_task_gets_a_fitting_prediction(project_runs,
 
 def test_all_result_types_are_exercised(project_runs):
     types = {item["type"] for run in project_runs.values() for p in run.predictions for item in p["result"]}
-    assert {"rectanglelabels", "polygonlabels", "brushlabels", "textarea"} <= types, types
+    assert {"rectanglelabels", "polygonlabels", "brushlabels", "bitmasklabels", "textarea", "choices"} <= types, types
+
+
+def test_dynamic_labels_come_from_each_task(project_runs):
+    run = project_runs["dynamic_labels"]
+    task_labels = {item["value"] for item in SAMPLE_LABELS}
+    for prediction in run.predictions:
+        boxes = {label for item in prediction["result"] if item["from_name"] == "box"
+                 for label in item["value"]["rectanglelabels"]}
+        assert boxes == task_labels, prediction["result"]  # the random model finds something for every prompt
+
+
+def test_multi_image_regions_are_on_their_own_page(project_runs):
+    """Every page of each task got its regions, each region sized for its own page (sizes differ)."""
+    run = project_runs["multi_image"]
+    for prediction in run.predictions:
+        pages = run.image_sizes[prediction["task"]]
+        boxes = [item for item in prediction["result"] if item["from_name"] == "box"]
+        assert {item["item_index"] for item in boxes} == set(pages)
+        for item in boxes:
+            assert (item["original_width"], item["original_height"]) == pages[item["item_index"]]
+        per_page = [item for item in prediction["result"] if item["from_name"] == "page"]
+        assert sorted(item["item_index"] for item in per_page) == sorted(pages)
 
 
 def drawn_box_context(width: int, height: int, label: str) -> dict:
@@ -163,3 +214,19 @@ def test_drawn_box_is_answered_with_a_description_and_a_mask(project_runs, label
     region_ids = {item["id"] for item in result if item["type"] in REGION_TYPES}
     assert descriptions[0]["id"] in region_ids and descriptions[0]["id"] != "DrawnBox01"
     assert any(item["type"] == mask_type for item in result), f"no {mask_type} in {result}"
+
+
+def test_box_drawn_on_a_later_page_is_answered_on_that_page(project_runs, label_studio, nextchat_backend):
+    run = project_runs["multi_image"]
+    task_id = next(t for t, kind in run.task_kinds.items() if kind == "local-files")
+    width, height = run.image_sizes[task_id][1]
+    context = drawn_box_context(width, height, "car")
+    context["result"][0]["item_index"] = 1  # the editor marks a region drawn on page 2 so
+    reply = label_studio.client().interactive_annotating(run.ml_backend["id"], task_id, context)
+    assert "errors" not in reply, f"{reply}\n{nextchat_backend.log_tail()}"
+    result = reply["data"]["result"]
+    assert result and {item.get("item_index") for item in result} == {1}
+    assert not result_problems(result, run.controls, run.image_sizes[task_id])
+    (box,) = [item for item in result if item["from_name"] == "box"]
+    assert (box["original_width"], box["original_height"]) == (width, height)
+    assert [item["id"] for item in result if item["from_name"] == "description"] == [box["id"]]

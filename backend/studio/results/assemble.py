@@ -10,13 +10,14 @@ import numpy as np
 
 from backend.studio.geometry import mask_to_box
 from backend.studio.labeling import ImageTarget
+from backend.studio.results.bitmask import BitmaskLabelsResult
 from backend.studio.results.brush import BrushLabelsResult
 from backend.studio.results.common import clamp_score, new_region_id
 from backend.studio.results.polygon import PolygonLabelsResult
 from backend.studio.results.rectangle import RectangleLabelsResult
 from backend.studio.results.textarea import RegionTextAreaResult
 
-_ANCHOR_ORDER = ("rectanglelabels", "polygonlabels", "brushlabels")
+_ANCHOR_ORDER = ("rectanglelabels", "polygonlabels", "brushlabels", "bitmasklabels")
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,8 @@ def region_results(target: ImageTarget, width: int, height: int, *,
     * ``labels`` maps a region control's name to the label value it gets; controls not in
       it get nothing (use :func:`backend.studio.phrases.labels_for_phrase` or a label you chose).
     * RectangleLabels: ``box`` (pixel xyxy), else the mask's box. PolygonLabels: the mask's
-      parts (one result each). BrushLabels: the mask. No or empty mask: no polygon/brush.
+      parts (one result each). BrushLabels: the mask as RLE; BitmaskLabels: the mask as a PNG
+      data URL. No or empty mask: no polygon/brush/bitmask.
     * ``text`` goes into every per-region TextArea of the target, attached to the first
       rectangle made (else the first polygon, else the brush), with that shape's id.
 
@@ -68,6 +70,9 @@ def region_results(target: ImageTarget, width: int, height: int, *,
         elif control.kind == "brushlabels" and has_mask:
             builder = BrushLabelsResult.for_control(control, width, height)
             shapes.append(builder.build(mask_array, label, score=score, region_id=new_id()))
+        elif control.kind == "bitmasklabels" and has_mask:
+            builder = BitmaskLabelsResult.for_control(control, width, height)
+            shapes.append(builder.build(mask_array, label, score=score, region_id=new_id()))
     return shapes + _texts_for(target, width, height, shapes, text)
 
 
@@ -81,7 +86,7 @@ def _texts_for(target: ImageTarget, width: int, height: int, shapes: list[dict[s
 
 
 def anchor_shape(shapes: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    """The shape per-region text attaches to: first rectangle, else polygon, else brush."""
+    """The shape per-region text attaches to: first rectangle, else polygon, else brush, else bitmask."""
     shapes = list(shapes)
     for kind in _ANCHOR_ORDER:
         for shape in shapes:

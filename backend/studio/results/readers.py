@@ -20,6 +20,7 @@ from backend.studio.geometry import (
     rectangle_value_to_corners,
     rectangle_value_to_pixels,
 )
+from backend.studio.results.bitmask import bitmask_url_to_mask
 from backend.studio.results.textarea import MESSAGE_PREFIX
 
 
@@ -36,8 +37,9 @@ GEOMETRY_TYPES = {
     "rectanglelabels": "rectangle", "rectangle": "rectangle",
     "polygonlabels": "polygon", "polygon": "polygon",
     "brushlabels": "brush", "brush": "brush",
+    "bitmasklabels": "brush", "bitmask": "brush",  # a pixel mask like a brush, stored as a PNG
 }
-LABEL_KEYS = ("rectanglelabels", "polygonlabels", "brushlabels", "keypointlabels", "labels")
+LABEL_KEYS = ("rectanglelabels", "polygonlabels", "brushlabels", "bitmasklabels", "keypointlabels", "labels")
 
 
 def result_labels(result: Mapping[str, Any]) -> list[str]:
@@ -90,9 +92,11 @@ def result_polygon(result: Mapping[str, Any], width: int | None = None,
 
 def result_mask(result: Mapping[str, Any], width: int | None = None,
                 height: int | None = None) -> np.ndarray:
-    """Bool (height, width) mask of a brush, polygon or rectangle result."""
+    """Bool (height, width) mask of a brush, bitmask, polygon or rectangle result."""
     width, height = _size(result, width, height)
     value = result["value"]
+    if "imageDataURL" in value:
+        return bitmask_url_to_mask(value["imageDataURL"], width, height)
     if "rle" in value:
         return brush_rle_to_mask(value["rle"], width, height)
     if "points" in value:
