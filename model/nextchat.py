@@ -30,6 +30,7 @@ from .processing import (
 )
 from .results import Answer, Caption, GenerationResult, Region, clean_answer, phrases_for_locations
 from .session import ImageSession, additive_mask, copy_cache, suffix_prefill_mask
+from .versioning import checkpoint_version
 
 
 class NextChat:
@@ -72,7 +73,7 @@ class NextChat:
 
     @property
     def model_version(self) -> str:
-        return f"nextchat-{self.components.checkpoint_dir.name}"
+        return checkpoint_version(self.components.checkpoint_dir)
 
     # ------------------------------------------------------------------ images
     def encode_image(self, image: Image.Image) -> ImageSession:

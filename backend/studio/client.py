@@ -108,10 +108,10 @@ class LabelStudioClient:
             message = f"{what}: HTTP {error.status_code}: {error.body}"
             raise LabelStudioError(message, error.status_code, error.body) from error
 
-    def health(self) -> bool:
-        """True when GET /health answers 200 (no auth needed)."""
+    def health(self, path: str = "/health") -> bool:
+        """True when GET `path` (/health; a backend's /ready) answers 200 (no auth needed)."""
         try:
-            return self.session.get(self.url + "/health", timeout=5).status_code == 200
+            return self.session.get(self.url + path, timeout=5).status_code == 200
         except requests.RequestException:
             return False
 
@@ -238,14 +238,14 @@ class LabelStudioClient:
         return self.request_json("POST", "/api/token/")["token"]
 
 
-def wait_for_health(url: str, timeout_s: float, process=None) -> None:
-    """Poll GET url/health until 200; raise early if `process` (a Popen) exited, or after `timeout_s`."""
+def wait_for_health(url: str, timeout_s: float, process=None, path: str = "/health") -> None:
+    """Poll GET url + path until 200; raise early if `process` (a Popen) exited, or after `timeout_s`."""
     client = LabelStudioClient(url, "")
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise LabelStudioError(f"process for {url} exited with code {process.returncode} before it answered")
-        if client.health():
+        if client.health(path):
             return
         time.sleep(0.5)
-    raise LabelStudioError(f"{url}/health did not answer 200 within {timeout_s:.0f} s")
+    raise LabelStudioError(f"{url}{path} did not answer 200 within {timeout_s:.0f} s")

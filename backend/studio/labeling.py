@@ -13,6 +13,9 @@ Attribute conventions (documented for users in label_config/README.md):
 * ``<Label predicted_values="kitten,kitty">`` (Label Studio ML backends' own convention) or
   ``synonyms="kitten,kitty"``: comma-separated phrases that map to this label.
 * ``<Label catch_all="true">``: the label for phrases that match no other label.
+* ``model_skip="true"`` on a control: the model never fills it; ``model_score_threshold="0.4"`` on a
+  region control: its regions need at least that score (else SCORE_THRESHOLD), as label-studio-ml-backend's
+  examples read them.
 * ``<TextArea role="...">``: ``prompt`` (referring expression), ``question``, ``caption``,
   ``answer``, ``description`` (per-region text). Without ``role``: ``perRegion="true"`` means
   description; otherwise the name decides (contains "caption", "answer", "question"), else
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from xml.etree import ElementTree
 
@@ -85,6 +88,8 @@ class RegionControl:
     match_contains: bool = True
     match_similarity: bool = True
     min_similarity: float = 0.8
+    model_skip: bool = False
+    model_score_threshold: float | None = None  # None: SCORE_THRESHOLD
 
     @property
     def match_options(self) -> dict:
@@ -114,6 +119,7 @@ class TextAreaControl:
     role: str
     per_region: bool = False
     value_key: str | None = None
+    model_skip: bool = False
 
     @property
     def data_key(self) -> str:
@@ -138,6 +144,14 @@ class ImageTarget:
     def text_areas(self) -> tuple[TextAreaControl, ...]:
         return (self.prompt_areas + self.question_areas + self.region_areas
                 + self.caption_areas + self.answer_areas)
+
+    def for_model(self) -> ImageTarget:
+        """This target without the controls marked model_skip="true"."""
+        def kept(controls):
+            return tuple(control for control in controls if not control.model_skip)
+        return replace(self, region_controls=kept(self.region_controls), prompt_areas=kept(self.prompt_areas),
+                       question_areas=kept(self.question_areas), region_areas=kept(self.region_areas),
+                       caption_areas=kept(self.caption_areas), answer_areas=kept(self.answer_areas))
 
 
 @dataclass(frozen=True)
@@ -333,7 +347,23 @@ def _attach_region_control(kind, tag, name, element, attrs, targets, skipped) ->
             smart=_is_true(attrs.get("smart"), default=True),
             match_contains=_is_true(attrs.get("matchcontains"), default=True),
             match_similarity=_is_true(attrs.get("matchsimilarity"), default=True),
-            min_similarity=_min_similarity(attrs.get("minsimilarity"), name, skipped)))
+            min_similarity=_min_similarity(attrs.get("minsimilarity"), name, skipped),
+            model_skip=_is_true(attrs.get("model_skip")),
+            model_score_threshold=_score_threshold(attrs.get("model_score_threshold"), name, skipped)))
+
+
+def _score_threshold(text, name, skipped) -> float | None:
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        skipped.append(Skipped("model_score_threshold", name, f"model_score_threshold={text!r} is not in [0, 1]; "
+                                                              "using SCORE_THRESHOLD"))
+        return None
+    return value
 
 
 def _min_similarity(text, name, skipped) -> float:
@@ -358,7 +388,7 @@ def _attach_textarea(name, attrs, targets, skipped) -> None:
         draft.areas[role].append(TextAreaControl(
             name=name, to_name=draft.name, role=role,
             per_region=_is_true(attrs.get("perregion")),
-            value_key=_variable_key(attrs.get("value"))))
+            value_key=_variable_key(attrs.get("value")), model_skip=_is_true(attrs.get("model_skip"))))
 
 
 @lru_cache(maxsize=64)
