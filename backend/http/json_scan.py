@@ -15,8 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-# a JSON string (escapes included) or one bracket
-_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+# a JSON string (escapes included), one bracket, or a quote that starts no complete string
+_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|"|[\[\]{}]')
 _SPACE = re.compile(rb"[ \t\r\n]*")
 _SCALAR_END = re.compile(rb"[,}\]]")
 _GAP = re.compile(rb"[ \t\r\n]*,[ \t\r\n]*")
@@ -133,6 +133,8 @@ class _Scanner:
         end = None
         for match in _TOKEN.finditer(self.buffer, first):
             token = match.group()
+            if token == b'"':
+                raise ScanError("malformed JSON: unterminated string")
             if token[:1] == b'"':
                 self.on_string(match.start(), match.end())
             elif token in (b"{", b"["):
