@@ -1,11 +1,13 @@
 """A small Label Studio API client for the demo, the end-to-end tests and `export --from-project`.
 
-Built on label-studio-sdk 2.1.2 where its typed calls work with Label Studio 1.23, and on plain
-`requests` where the SDK has no call (file upload, Data Manager actions, interactive annotating,
-the JSON export) or would hide the status code we want to check.
+Built on label-studio-sdk 2.1.2 where its typed calls work with Label Studio 1.23 (projects, task
+import and listing, bulk prediction import, export snapshots), and on plain `requests` where the SDK
+has no call (file upload, Data Manager actions, interactive annotating) or would hide the status code
+we want to check.
 
 Auth: `api_key` follows backend.studio.credentials (legacy token or personal access token, one token
-policy for the whole backend). The key is only ever sent to `url`.
+policy for the whole backend): the SDK client exchanges a personal access token, and the plain
+`requests` calls send that client's header, so the key is exchanged once. It only ever goes to `url`.
 
 Usage::
 
@@ -16,7 +18,8 @@ Usage::
     backend = ls.connect_ml_backend(project["id"], "http://127.0.0.1:9090")
     ls.retrieve_predictions(project["id"])
     predictions = ls.list_predictions(project_id=project["id"])
-    tasks = ls.export_annotations(project["id"])   # Label Studio's JSON export, a list of tasks
+    tasks = ls.export_annotations(project["id"])   # an export snapshot, as a list of tasks
+    ls.export_snapshot(project["id"], Path("export.json"))   # the same, streamed to a file
 
 Every failure is a `LabelStudioError` whose message has the method, path, status and LS's reply.
 """
@@ -30,7 +33,7 @@ from typing import Any
 
 import requests
 
-from backend.studio.credentials import LabelStudioCredentials, TokenExchangeError
+from backend.studio.credentials import SdkCredentials, TokenExchangeError, sdk_client
 
 
 class LabelStudioError(RuntimeError):
@@ -59,12 +62,15 @@ class LabelStudioClient:
         self.api_key = api_key
         self.timeout = timeout
         self.session = requests.Session()
-        self.credentials = LabelStudioCredentials(self.url, api_key, timeout_s=min(timeout, 30.0))
         self._sdk = None
 
     # ---- auth -------------------------------------------------------------------------------------
+    @property
+    def credentials(self) -> SdkCredentials:
+        return SdkCredentials(self.sdk, self.api_key)
+
     def auth_headers(self) -> dict[str, str]:
-        """The Authorization header for this key (PATs are swapped for a fresh access JWT)."""
+        """The Authorization header for this key (PATs are swapped for a fresh access JWT by the SDK)."""
         try:
             return self.credentials.headers()
         except TokenExchangeError as exc:
@@ -74,9 +80,10 @@ class LabelStudioClient:
     def sdk(self):
         """A label_studio_sdk.LabelStudio client for the same server and key (created on first use)."""
         if self._sdk is None:
-            from label_studio_sdk import LabelStudio
-
-            self._sdk = LabelStudio(base_url=self.url, api_key=self.api_key, timeout=self.timeout)
+            try:
+                self._sdk = sdk_client(self.url, self.api_key, self.timeout)
+            except TokenExchangeError as exc:
+                raise LabelStudioError(str(exc), 401) from None
         return self._sdk
 
     # ---- plain HTTP -------------------------------------------------------------------------------
@@ -216,22 +223,56 @@ class LabelStudioClient:
         params = {"task": task_id} if task_id is not None else {"project": project_id}
         return self.request_json("GET", "/api/predictions/", params=params)
 
-    def import_predictions(self, predictions: list[dict]) -> None:
-        """Store predictions directly: each {"task": id, "result": [...], "score": f, "model_version": s}."""
-        for prediction in predictions:
-            self.request_json("POST", "/api/predictions/", json=prediction)
+    def import_predictions(self, project_id: int, predictions: list[dict]) -> int:
+        """Store predictions in bulk (one request): each {"task": id, "result": [...], "score": f,
+        "model_version": s}; returns how many Label Studio created."""
+        reply = self._sdk_call("import predictions", self.sdk.projects.import_predictions, id=project_id,
+                               request=predictions)
+        return int((reply or {}).get("created", len(predictions))) if isinstance(reply, dict) else len(predictions)
 
     # ---- annotations and export ------------------------------------------------------------------
     def create_annotation(self, task_id: int, result: list[dict]) -> dict:
         return self.request_json("POST", f"/api/tasks/{task_id}/annotations/", json={"result": result})
 
-    def export_annotations(self, project_id: int, export_type: str = "JSON", all_tasks: bool = True) -> Any:
-        """The project's export in `export_type`; JSON gives a list of task dicts with annotations."""
-        response = self._send(
-            "GET", f"/api/projects/{project_id}/export",
-            params={"exportType": export_type, "download_all_tasks": str(all_tasks).lower()},
-        )
-        return response.json() if export_type.upper().startswith("JSON") else response.content
+    def export_snapshot(self, project_id: int, destination: Path, timeout_s: float = 1800.0,
+                        poll_s: float = 1.0) -> Path:
+        """Every task of the project with its annotations (skipped and ground-truth ones too) in Label
+        Studio's JSON export format, written to `destination`: an export snapshot is created, polled until
+        it is completed (no request has to outlive the export, however big), downloaded in chunks, then
+        deleted from Label Studio."""
+        snapshot = self._sdk_call(
+            "create export", self.sdk.projects.exports.create, id=project_id, title="nextchat-ls stage-3 export",
+            annotation_filter_options={"usual": True, "ground_truth": True, "skipped": True})
+        give_up_at = time.monotonic() + timeout_s
+        while snapshot.get("status") != "completed":
+            if snapshot.get("status") == "failed":
+                raise LabelStudioError(f"export of project {project_id} failed in Label Studio")
+            if time.monotonic() > give_up_at:
+                raise LabelStudioError(f"export of project {project_id} not done after {timeout_s:.0f} s")
+            time.sleep(poll_s)
+            snapshot = self._sdk_call("poll export", self.sdk.projects.exports.get, id=project_id,
+                                      export_pk=snapshot["id"])
+        destination = Path(destination)
+        with destination.open("wb") as handle:
+            chunks = self.sdk.projects.exports.download(id=project_id, export_pk=snapshot["id"], export_type="JSON",
+                                                        request_options={"chunk_size": 1024 * 1024})
+
+            def write_all() -> None:
+                for chunk in chunks:
+                    handle.write(chunk)
+
+            self._sdk_call("download export", write_all)
+        self._sdk_call("delete export", self.sdk.projects.exports.delete, id=project_id, export_pk=snapshot["id"])
+        return destination
+
+    def export_annotations(self, project_id: int) -> list[dict]:
+        """The project's JSON export as a list of task dicts (through :meth:`export_snapshot`)."""
+        import json
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="nextchat-export-") as folder:
+            path = self.export_snapshot(project_id, Path(folder) / "export.json")
+            return json.loads(path.read_text("utf-8"))
 
     def create_personal_access_token(self) -> str:
         """A new PAT (JWT refresh token) for the user of this key."""
