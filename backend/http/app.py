@@ -141,8 +141,8 @@ def setup_reply(body: dict, service: Service) -> dict:
     except ParamsError as exc:
         log.warning("/setup of project %s refused: %s", key, exc)
         raise BadRequest(str(exc)) from None
-    service.projects.update(key, params=params)
     config = checked_config(body["schema"], settings) if body.get("schema") is not None else None
+    service.projects.update(key, params=params)
     if not state.ready and not settings.model_version:
         return {"model_version": LOADING_VERSION, "model": "loading"}
     if config is None:

@@ -172,16 +172,24 @@ class LabelStudioClient:
 
     # ---- ML backend -------------------------------------------------------------------------------
     def connect_ml_backend(self, project_id: int, backend_url: str, title: str = "NExT-Chat",
-                           is_interactive: bool = True) -> dict:
+                           is_interactive: bool = True, extra_params=None) -> dict:
         """Add an ML backend to a project (LS calls its /health and /setup now); returns the record.
+        `extra_params`: what Connect model's "Any extra params" box holds (the UI sends its text).
 
         LS 1.23 answers 403 for a loopback/private backend unless it runs with ML_BLOCK_LOCAL_IP=false
         and SSRF_PROTECTION_ENABLED=false (see docs/deploy.md).
         """
-        return self.request_json(
-            "POST", "/api/ml/",
-            json={"project": project_id, "url": backend_url, "title": title, "is_interactive": is_interactive},
-        )
+        body = {"project": project_id, "url": backend_url, "title": title, "is_interactive": is_interactive}
+        if extra_params is not None:
+            body["extra_params"] = extra_params
+        return self.request_json("POST", "/api/ml/", json=body)
+
+    def list_webhooks(self, project_id: int) -> list[dict]:
+        return self.request_json("GET", "/api/webhooks/", params={"project": project_id})
+
+    def set_webhook_headers(self, webhook_id: int, headers: dict) -> dict:
+        """The headers Label Studio sends with a webhook (Settings -> Webhooks -> Headers)."""
+        return self.request_json("PATCH", f"/api/webhooks/{webhook_id}/", json={"headers": headers})
 
     def list_ml_backends(self, project_id: int) -> list[dict]:
         return self.request_json("GET", "/api/ml/", params={"project": project_id})

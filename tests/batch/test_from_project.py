@@ -138,3 +138,14 @@ def test_cli_refuses_project_without_document_root_and_mixed_modes(tmp_path, cap
     assert "drop --images" in capsys.readouterr().err
     assert main(["--from-project", "3", *model], env={}) == 2  # no LABEL_STUDIO_URL / key
     assert json.dumps("LABEL_STUDIO_URL")[1:-1] in capsys.readouterr().err
+
+
+def test_demo_banner_says_what_to_export_and_where_the_backend_log_is(tmp_path, capsys):
+    from backend.dev.demo import print_banner
+    from backend.dev.harness import LabelStudioServer
+
+    server = LabelStudioServer("http://127.0.0.1:8080", "0123abcd", "demo@example.com", "pw", tmp_path, tmp_path)
+    print_banner(server, "http://127.0.0.1:9090", {"id": 4}, tmp_path / "backend.log")
+    out = capsys.readouterr().out
+    assert "export LABEL_STUDIO_URL=http://127.0.0.1:8080" in out and "export LABEL_STUDIO_API_KEY=0123abcd" in out
+    assert f"{tmp_path / 'backend.log'}" in out and "/projects/4/data" in out
