@@ -1,13 +1,13 @@
 """Benchmark `batch --from-project`: images per second through the whole job, for 1 and 2 workers.
 
     python -m benchmarks.bench_batch_project [--size small] [--images 12] [--labels car,dog]
-        [--workers 1,2] [--out benchmarks/results/cpu_small_batch_project.json]
+        [--shapes boxes|boxes,polygons] [--workers 1,2] [--out benchmarks/results/cpu_small_batch_project.json]
 
 The job is the real one (backend.batch.project_job: images fetched through backend.images.ImageLoader
 on its threads, decoded, predicted by TaskLabeler, every outcome in the state file, predictions
 collected in bulk chunks); only Label Studio is replaced by an in-memory project (its API costs a few
 milliseconds per page of tasks and per bulk import of 50 predictions, nothing next to the model on
-CPU). Tasks point at 640x480 noise PNGs as local files. Workers: `1` is the single-process job (torch
+CPU). Tasks point at distinct 640x480 drawn scenes (PNG) as local files. Workers: `1` is the single-process job (torch
 limited to --threads), `N>1` runs N Ray replicas of --threads CPUs each. Model load time is not counted.
 Not a test: nothing asserts a time.
 """
@@ -17,13 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-import numpy as np
-from PIL import Image
 
 from backend.batch.job import default_label_config
 
@@ -52,6 +50,8 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument("--checkpoint", help="use this checkpoint folder (tower in ./vision_tower)")
     parser.add_argument("--images", type=int, default=12, help="tasks in the project (default 12)")
     parser.add_argument("--labels", default="car,dog", help="labels of the config (default car,dog)")
+    parser.add_argument("--shapes", default="boxes", choices=["boxes", "boxes,polygons"],
+                        help="RectangleLabels only (default), or RectangleLabels + PolygonLabels from the masks")
     parser.add_argument("--workers", default="1,2", help="worker counts to run (default 1,2)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
     parser.add_argument("--out", help="also write the JSON here")
@@ -59,14 +59,11 @@ def parse_args(argv) -> argparse.Namespace:
 
 
 def write_images(folder: Path, count: int) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    paths = []
-    for index in range(count):
-        path = folder / f"task{index}.png"
-        Image.fromarray(rng.integers(0, 256, size=(480, 640, 3), dtype=np.uint8)).save(path)
-        paths.append(path)
-    return paths
+    """Distinct 640x480 street-like scenes (flat shapes: masks and polygons like a real photo's, unlike
+    noise, whose speckled masks give megabytes of polygon points); distinct, so no image cache hit."""
+    from backend.dev.demo import draw_sample_image
+
+    return [draw_sample_image(folder / f"task{index}.png", (640, 480), seed=index) for index in range(count)]
 
 
 def time_job(workers: int, args, settings, label_config: str, project: LocalProject, state: Path) -> dict:
@@ -113,6 +110,8 @@ def main(argv=None) -> int:
         settings = load_settings({}, checkpoint=str(checkpoint), vision_tower=str(checkpoint / "vision_tower"),
                                  device="cpu", dtype="fp32", local_files_document_root=str(root / "files"))
         label_config = default_label_config([label.strip() for label in args.labels.split(",") if label.strip()])
+        if args.shapes == "boxes":
+            label_config = re.sub(r"\s*<PolygonLabels.*</PolygonLabels>", "", label_config, flags=re.S)
         tasks = {index + 1: {"image": f"/data/local-files/?d={path.name}"} for index, path in enumerate(images)}
         runs = []
         for workers in [int(n) for n in args.workers.split(",") if n.strip()]:
@@ -121,7 +120,8 @@ def main(argv=None) -> int:
             print(f"{workers} worker(s) x {args.threads} thread(s): {run['images']} images in {run['seconds']} s "
                   f"= {run['images_per_s']} images/s", file=sys.stderr, flush=True)
     base = runs[0]["images_per_s"] if runs else 0
-    report = {"size": args.size, "images": args.images, "labels": args.labels, "image_size": [640, 480],
+    report = {"size": args.size, "images": args.images, "labels": args.labels, "shapes": args.shapes,
+              "image_size": [640, 480],
               "python": platform.python_version(), "machine": platform.machine(), "runs": runs,
               "speedup_vs_first": [round(run["images_per_s"] / base, 2) if base else None for run in runs]}
     print(json.dumps(report, indent=2))

@@ -166,4 +166,3 @@ class RegionWorkflows:
         return region_results(target, image.width, image.height, labels=labels, box=region.box,
                               mask=self.usable_mask(region, image), score=region.score, text=text,
                               polygon=self.polygon)
-
