@@ -147,11 +147,8 @@ class ImageTarget:
 
     def for_model(self) -> ImageTarget:
         """This target without the controls marked model_skip="true"."""
-        def kept(controls):
-            return tuple(control for control in controls if not control.model_skip)
-        return replace(self, region_controls=kept(self.region_controls), prompt_areas=kept(self.prompt_areas),
-                       question_areas=kept(self.question_areas), region_areas=kept(self.region_areas),
-                       caption_areas=kept(self.caption_areas), answer_areas=kept(self.answer_areas))
+        names = ("region_controls", "prompt_areas", "question_areas", "region_areas", "caption_areas", "answer_areas")
+        return replace(self, **{name: tuple(c for c in getattr(self, name) if not c.model_skip) for name in names})
 
 
 @dataclass(frozen=True)
@@ -353,13 +350,11 @@ def _attach_region_control(kind, tag, name, element, attrs, targets, skipped) ->
 
 
 def _score_threshold(text, name, skipped) -> float | None:
-    if text is None:
-        return None
     try:
-        value = float(text)
+        value = float(text) if text is not None else None
     except ValueError:
         value = -1.0
-    if not 0.0 <= value <= 1.0:
+    if value is not None and not 0.0 <= value <= 1.0:
         skipped.append(Skipped("model_score_threshold", name, f"model_score_threshold={text!r} is not in [0, 1]; "
                                                               "using SCORE_THRESHOLD"))
         return None
