@@ -32,9 +32,9 @@ USER app
 VOLUME ["/data"]
 EXPOSE 9090
 
-# /health answers 503 while the model loads (a 7B checkpoint: minutes on first download)
+# /ready answers 503 until the model is loaded (a 7B checkpoint: minutes on first download); /health is 200 at once
 HEALTHCHECK --interval=30s --timeout=5s --start-period=900s --retries=3 \
-    CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('PORT', '9090'), timeout=4)"
+    CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/ready' % os.environ.get('PORT', '9090'), timeout=4)"
 
 # NEXTCHAT_CHECKPOINT / NEXTCHAT_VISION_TOWER (and every other setting) come from the environment
 CMD ["python", "-m", "backend", "serve"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 
 MIB = 1024 * 1024
 
-SECRET_FIELDS = ("label_studio_api_key", "basic_auth_pass", "auth_token")
+SECRET_FIELDS = ("label_studio_api_key", "basic_auth_pass", "auth_token", "webhook_token")
 
 
 class SettingsError(ValueError):
@@ -42,15 +42,25 @@ class Settings:
     basic_auth_user: str = ""
     basic_auth_pass: str = field(default="", repr=False)
     auth_token: str = field(default="", repr=False)
-    # prediction
+    # /webhook: the token Label Studio's webhook must send in X-Webhook-Token; empty: open
+    webhook_token: str = field(default="", repr=False)
+    # model version: empty = what the model reports (<checkpoint>@<revision>); see backend/predict/versions.py
+    model_version: str = ""
+    # MODEL_DIR: per-project settings (Label Studio's "extra params", projects.json; empty: memory only) and
+    # stage-3 training runs (MODEL_DIR/stage3/)
+    model_dir: str = ""
+    # prediction (each also a per-project extra param: backend/predict/projects.py)
     score_threshold: float = 0.0
     mask_iou_threshold: float = 0.3
     polygon_tolerance: float = 1.0
     polygon_max_parts: int = 10
     polygon_min_part_fraction: float = 0.02
     describe_regions: bool = True
-    # request limits
-    max_request_bytes: int = 32 * MIB
+    default_prompt: str = ""
+    # request limits: MAX_REQUEST_BYTES bounds the raw /predict body (streamed, annotations never kept);
+    # MAX_TASK_DATA_BYTES the task data read from it (tasks past it are answered without a result)
+    max_request_bytes: int = 256 * MIB
+    max_task_data_bytes: int = 32 * MIB
     max_tasks_per_request: int = 1000
     max_labels: int = 200
     max_prompt_chars: int = 500
@@ -59,6 +69,7 @@ class Settings:
     queue_timeout_s: float = 30.0
     retry_after_s: int = 5
     request_deadline_s: float = 80.0
+    ml_timeout_predict_s: float = 0.0  # Label Studio's ML_TIMEOUT_PREDICT when known: the deadline follows it
     # image fetching
     allowed_image_hosts: tuple[str, ...] = ()
     image_connect_timeout_s: float = 5.0
@@ -72,7 +83,6 @@ class Settings:
     # stage-3 export of submitted annotations (/webhook); empty: off
     stage3_dir: str = ""
     # stage-3 training from STAGE3_DIR on "Start Training" (needs STAGE3_DIR and MODEL_DIR)
-    model_dir: str = ""
     train_min_new_records: int = 4
     train_cooldown_s: float = 60.0
     train_settle_s: float = 2.0
@@ -119,13 +129,18 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
     "basic_auth_user": ("BASIC_AUTH_USER",),
     "basic_auth_pass": ("BASIC_AUTH_PASS",),
     "auth_token": ("BACKEND_AUTH_TOKEN",),
+    "webhook_token": ("WEBHOOK_TOKEN",),
+    "model_version": ("MODEL_VERSION",),
+    "model_dir": ("MODEL_DIR",),
     "score_threshold": ("SCORE_THRESHOLD",),
     "mask_iou_threshold": ("MASK_IOU_THRESHOLD",),
     "polygon_tolerance": ("POLYGON_TOLERANCE",),
     "polygon_max_parts": ("POLYGON_MAX_PARTS",),
     "polygon_min_part_fraction": ("POLYGON_MIN_PART_FRACTION",),
     "describe_regions": ("DESCRIBE_REGIONS",),
+    "default_prompt": ("DEFAULT_PROMPT",),
     "max_request_bytes": ("MAX_REQUEST_BYTES",),
+    "max_task_data_bytes": ("MAX_TASK_DATA_BYTES",),
     "max_tasks_per_request": ("MAX_TASKS_PER_REQUEST",),
     "max_labels": ("MAX_LABELS",),
     "max_prompt_chars": ("MAX_PROMPT_CHARS",),
@@ -134,6 +149,7 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
     "queue_timeout_s": ("QUEUE_TIMEOUT_S",),
     "retry_after_s": ("RETRY_AFTER_S",),
     "request_deadline_s": ("REQUEST_DEADLINE_S",),
+    "ml_timeout_predict_s": ("ML_TIMEOUT_PREDICT",),
     "allowed_image_hosts": ("ALLOWED_IMAGE_HOSTS",),
     "image_connect_timeout_s": ("IMAGE_CONNECT_TIMEOUT_S",),
     "image_read_timeout_s": ("IMAGE_READ_TIMEOUT_S",),
@@ -144,7 +160,6 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
     "max_redirects": ("MAX_REDIRECTS",),
     "verify_tls": ("VERIFY_TLS",),
     "stage3_dir": ("STAGE3_DIR",),
-    "model_dir": ("MODEL_DIR",),
     "train_min_new_records": ("TRAIN_MIN_NEW_RECORDS",),
     "train_cooldown_s": ("TRAIN_COOLDOWN_S",),
     "train_settle_s": ("TRAIN_SETTLE_S",),
@@ -157,7 +172,7 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _convert(name: str, raw: str, default):
+def convert_value(name: str, raw: str, default):
     """Turn the text of a setting into the type of its default value."""
     raw = raw.strip()
     try:
@@ -180,7 +195,7 @@ def _convert(name: str, raw: str, default):
 
 def _check(settings: Settings) -> Settings:
     positive = [
-        "port", "max_request_bytes", "max_tasks_per_request", "max_labels", "max_prompt_chars",
+        "port", "max_request_bytes", "max_task_data_bytes", "max_tasks_per_request", "max_labels", "max_prompt_chars",
         "max_concurrency", "image_connect_timeout_s", "image_read_timeout_s",
         "image_total_timeout_s", "max_image_bytes", "max_image_pixels", "request_deadline_s",
         "train_epochs", "train_batch_size",
@@ -188,7 +203,7 @@ def _check(settings: Settings) -> Settings:
     for name in positive:
         if getattr(settings, name) <= 0:
             raise SettingsError(f"{name} must be > 0, got {getattr(settings, name)}")
-    for name in ("max_queue", "queue_timeout_s", "retry_after_s", "max_redirects", "threads",
+    for name in ("max_queue", "queue_timeout_s", "retry_after_s", "max_redirects", "threads", "ml_timeout_predict_s",
                  "train_min_new_records", "train_cooldown_s", "train_settle_s", "train_max_steps", "train_lr"):
         if getattr(settings, name) < 0:
             raise SettingsError(f"{name} must be >= 0, got {getattr(settings, name)}")
@@ -218,7 +233,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides) -> Settings
     for spec in fields(Settings):
         for env_name in ENV_NAMES.get(spec.name, ()):
             if env.get(env_name, "").strip() != "":
-                values[spec.name] = _convert(env_name, env[env_name], getattr(defaults, spec.name))
+                values[spec.name] = convert_value(env_name, env[env_name], getattr(defaults, spec.name))
                 break
     for name, value in overrides.items():
         if value is None:
@@ -226,9 +241,18 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides) -> Settings
         if name not in ENV_NAMES:
             raise SettingsError(f"unknown setting {name}")
         if isinstance(value, str):
-            value = _convert(name, value, getattr(defaults, name))
+            value = convert_value(name, value, getattr(defaults, name))
         values[name] = value
+    if "request_deadline_s" not in values and values.get("ml_timeout_predict_s"):
+        values["request_deadline_s"] = deadline_for_timeout(values["ml_timeout_predict_s"])
     return _check(Settings(**values))
+
+
+def deadline_for_timeout(ml_timeout_predict_s: float) -> float:
+    """The request deadline under Label Studio's ML_TIMEOUT_PREDICT: 20% earlier, at most 20 s earlier
+    (100 s -> 80 s, 300 s -> 280 s, 30 s -> 24 s), so the answer is sent before Label Studio gives up."""
+    margin = min(20.0, 0.2 * ml_timeout_predict_s)
+    return max(1.0, ml_timeout_predict_s - margin)
 
 
 def add_model_options(parser) -> None:

@@ -34,6 +34,7 @@ from .processing import (
 )
 from .results import Answer, Caption, GenerationResult, Location, Region, clean_answer, phrases_for_locations
 from .session import ImageSession, additive_mask, copy_cache, suffix_prefill_mask
+from .versioning import checkpoint_version
 
 GROUNDED_PER_IMAGE = 64  # expressions whose locations an image session remembers for refine()
 
@@ -81,9 +82,10 @@ class NextChat:
 
     @property
     def model_version(self) -> str:
-        """``nextchat-NAME``, plus ``+ft3.<delta id>`` while a stage-3 delta is applied."""
+        """``<checkpoint name>@<revision>`` (model.versioning), plus ``+ft3.<delta id>`` while a stage-3 delta
+        is applied."""
         delta = self.components.delta
-        version = f"nextchat-{self.components.checkpoint_dir.name}"
+        version = checkpoint_version(self.components.checkpoint_dir)
         return version if delta is None else f"{version}+ft3.{delta.short_id}"
 
     # ------------------------------------------------------------------ images

@@ -1,9 +1,11 @@
-"""`python -m backend batch`: pre-label a folder of images into Label Studio tasks with predictions.
+"""`python -m backend batch`: pre-label a folder of images, or the tasks of a Label Studio project.
 
     python -m backend batch --images DIR --labels a,b,c --out tasks.json \
         [--label-config FILE] [--document-root ROOT | --absolute-paths] \
         --checkpoint PATH --vision-tower PATH [--delta RUN/delta.safetensors] [--device cuda] [--dtype bf16] \
         [--project ID] [--ray auto|ADDRESS [--ray-cpus-per-replica N]] [--restart] [--no-progress]
+    python -m backend batch --from-project ID [--filter JSON | --view VIEW] [--select-version] \
+        --checkpoint PATH --vision-tower PATH [--ray ...]          (backend/batch/project_cli.py)
 
 Exit codes: 0 done (bad images are reported and counted, not fatal), 2 bad input, 3 the model or
 Label Studio failed (rerun to resume).
@@ -29,7 +31,8 @@ Images: every file under --images (recursively, hidden ones skipped) whose name 
 
 Task image references (data.image): with --document-root (default: $LOCAL_FILES_DOCUMENT_ROOT), a Label
 Studio local-files URL "/data/local-files/?d=<path relative to the root>" (the project needs a Local
-Files storage covering it); otherwise the image's absolute file path.
+Files storage covering it: --project adds one for the images folder when it has none); otherwise the
+image's absolute file path, which Label Studio cannot show, so --project refuses to run without one.
 
 Output: --out is a Label Studio import file (a JSON array of {"data": {...}, "predictions": [...]}); when
 the config was made from --labels it is written beside it as <out>.label_config.xml (paste it into the
@@ -39,13 +42,24 @@ the images already done; --restart starts over. The labels' regions use the back
 (SCORE_THRESHOLD, MASK_IOU_THRESHOLD, POLYGON_TOLERANCE, DESCRIBE_REGIONS, MAX_IMAGE_*), which the flags
 below override. --project ID writes the predictions into that project (LABEL_STUDIO_URL,
 LABEL_STUDIO_API_KEY): on its task for the same image if there is one, else as a new task.
+
+--from-project ID predicts the tasks of an existing project instead (uploads, local files, cloud
+storage; all of them, a Data Manager view with --view, or --filter '{"conjunction": "and", "items":
+[...]}'), writes the predictions into it in bulk, and prints the model version to choose in its
+Settings -> Annotation -> Prelabeling (--select-version sets it). Resumable with --state.
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m backend batch", description=__doc__.splitlines()[0],
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", required=True, help="folder of images (walked recursively)")
+    parser.add_argument("--images", help="folder of images (walked recursively)")
+    parser.add_argument("--from-project", type=int, metavar="ID", help="predict this Label Studio project's tasks")
+    parser.add_argument("--filter", help="with --from-project: Data Manager filters (JSON) choosing the tasks")
+    parser.add_argument("--view", type=int, help="with --from-project: the Data Manager view (tab) id whose tasks")
+    parser.add_argument("--select-version", action="store_true", help="with --from-project: make the version "
+                        "the project's prelabeling version")
+    parser.add_argument("--page-size", type=int, default=100, help="with --from-project: tasks per API page")
     parser.add_argument("--labels", default="", help="comma-separated labels to pre-annotate; without "
                         "--label-config a config with a RectangleLabels 'box' and a PolygonLabels 'polygon' is made")
     parser.add_argument("--label-config", help="Label Studio labeling config XML file (one Image)")
@@ -97,12 +111,22 @@ def state_path_for(args) -> Path:
 
 def main(argv: list[str] | None = None, env=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.from_project is not None:
+        from backend.batch.project_cli import main_from_project
+
+        return main_from_project(args, env)
+    if not args.images:
+        print("error: give --images DIR (a folder) or --from-project ID (a Label Studio project)", file=sys.stderr)
+        return 2
     if not args.out and args.project is None:
         print("error: give --out FILE and/or --project ID", file=sys.stderr)
         return 2
     try:
         spec = make_spec(args, env)
         settings = load_settings(env)
+        if args.project is not None and spec.document_root is None:
+            raise JobError("--project needs --document-root ROOT (Label Studio's LOCAL_FILES_DOCUMENT_ROOT, holding "
+                           "--images): tasks holding absolute file paths cannot be shown by Label Studio")
         ray = RayOptions(args.ray, args.ray_cpus_per_replica, args.ray_replicas) if args.ray else None
         summary = run_job(spec, state_path_for(args), args.out, restart=args.restart,
                           show_progress=not args.no_progress, ray=ray)
@@ -114,7 +138,7 @@ def main(argv: list[str] | None = None, env=None) -> int:
         if args.project is not None:
             report["project"] = upload_to_project(args.project, spec.target().value_key, state_path_for(args),
                                                   spec.fingerprint(), settings.label_studio_url,
-                                                  settings.label_studio_api_key)
+                                                  settings.label_studio_api_key, images_root=spec.images_root)
     except (JobError, StateError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,4 +1,5 @@
-"""A progress bar: tqdm when installed, else a counter on stderr every few seconds."""
+"""A progress bar with images/s and the time left: tqdm when installed, else a line on stderr every few
+seconds."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 
 class _Counter:
     def __init__(self, total: int | None, initial: int, interval_s: float = 5.0):
-        self.total, self.count, self.interval_s = total, initial, interval_s
+        self.total, self.count, self.initial, self.interval_s = total, initial, initial, interval_s
         self.started = self.last = time.monotonic()
         self.postfix = ""
 
@@ -17,9 +18,13 @@ class _Counter:
         now = time.monotonic()
         if now - self.last >= self.interval_s or (self.total is not None and self.count >= self.total):
             self.last = now
-            rate = self.count / max(now - self.started, 1e-9)
+            rate = (self.count - self.initial) / max(now - self.started, 1e-9)
             of_total = f"/{self.total}" if self.total is not None else ""
-            print(f"batch: {self.count}{of_total} images ({rate:.2f}/s) {self.postfix}", file=sys.stderr, flush=True)
+            eta = ""
+            if self.total is not None and rate > 0:
+                eta = f", ETA {time.strftime('%H:%M:%S', time.gmtime((self.total - self.count) / rate))}"
+            print(f"batch: {self.count}{of_total} images ({rate:.2f} img/s{eta}) {self.postfix}", file=sys.stderr,
+                  flush=True)
 
     def set_postfix_str(self, text: str) -> None:
         self.postfix = text

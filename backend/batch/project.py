@@ -4,7 +4,10 @@ An image that already has a task in the project (same ``data.<image key>`` value
 Local Files storage) gets the prediction on that task (bulk ``import_predictions``); any other image is
 imported as a new task with its prediction. Uploads go in chunks; the number of state records already
 sent is kept in ``<state>.uploaded.json``, so an interrupted upload resumes where it stopped.
-Credentials: LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (legacy token or personal access token).
+Tasks reference images as local-files URLs (the CLI refuses --project without --document-root), which
+Label Studio serves only under a Local Files storage of the project: one is added for the images
+folder when none covers it. Credentials: LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (legacy token or
+personal access token, exchanged by the SDK).
 """
 
 from __future__ import annotations
@@ -22,12 +25,23 @@ class UploadError(RuntimeError):
 
 
 class SdkProjectApi:
-    """The three calls the upload needs, over label-studio-sdk."""
+    """The calls the upload needs, over label-studio-sdk."""
 
     def __init__(self, url: str, api_key: str):
-        from label_studio_sdk import LabelStudio
+        from backend.studio.credentials import sdk_client
 
-        self.client = LabelStudio(base_url=url, api_key=api_key)
+        self.client = sdk_client(url, api_key)
+
+    def ensure_local_files_storage(self, project: int, folder: str) -> str:
+        """"existing" when a Local Files storage of the project covers `folder`, else adds one: "added"."""
+        target = Path(folder).resolve()
+        for storage in self.client.import_storage.local.list(project=project):
+            path = getattr(storage, "path", None)
+            if path and target.is_relative_to(Path(path).resolve()):
+                return "existing"
+        self.client.import_storage.local.create(project=project, path=str(target), use_blob_urls=True,
+                                                title="nextchat batch images")
+        return "added"
 
     def task_ids_by_image(self, project: int, image_key: str) -> dict[str, int]:
         found = {}
@@ -97,14 +111,18 @@ class ProjectUpload:
 
 
 def upload_to_project(project: int, image_key: str, state_path: Path, fingerprint: str, url: str, api_key: str,
-                      api=None) -> dict:
+                      api=None, images_root: str | None = None) -> dict:
     if api is None:
         if not url or not api_key:
             raise UploadError("--project needs LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY in the environment")
         api = SdkProjectApi(url, api_key)
     state = StateFile(state_path, fingerprint)
     try:
-        return ProjectUpload(api, project, image_key, state).run()
+        storage = api.ensure_local_files_storage(project, images_root) if images_root else None
+        counts = ProjectUpload(api, project, image_key, state).run()
+        if storage is not None:
+            counts["local_files_storage"] = storage
+        return counts
     except UploadError:
         raise
     except Exception as exc:  # noqa: BLE001 - listing tasks failed (auth, network, no such project)

@@ -40,7 +40,7 @@ class Summary:
                 "unreadable_dirs": self.unreadable_dirs[:MAX_LISTED_FAILURES]}
 
 
-class _Tracker:
+class Tracker:
     """Counts outcomes into the summary, appends them to the state, moves the bar, reports failures."""
 
     def __init__(self, state: StateFile, summary: Summary, bar):
@@ -76,7 +76,7 @@ def _say(bar, text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
 
-def pending_keys(spec: JobSpec, state: StateFile, tracker: _Tracker, walk: WalkCounts) -> Iterator[str]:
+def pending_keys(spec: JobSpec, state: StateFile, tracker: Tracker, walk: WalkCounts) -> Iterator[str]:
     for key in iter_image_keys(spec.images_root, walk):
         if key in state.done:
             tracker.skipped()
@@ -92,7 +92,7 @@ def run_job(spec: JobSpec, state_path: str | Path, out_path: str | Path | None, 
     state = StateFile(state_path, spec.fingerprint()).open(restart=restart)
     summary, walk = Summary(), WalkCounts()
     bar = progress_bar(count_images(spec.images_root) if show_progress else None, enabled=show_progress)
-    tracker = _Tracker(state, summary, bar)
+    tracker = Tracker(state, summary, bar)
     try:
         keys = pending_keys(spec, state, tracker, walk)
         if ray is not None:

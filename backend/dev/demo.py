@@ -156,13 +156,19 @@ def load_login(workdir: Path) -> dict:
     return login
 
 
-def print_banner(server: LabelStudioServer, backend_url: str, first_project: dict) -> None:
+def print_banner(server: LabelStudioServer, backend_url: str, first_project: dict, backend_log: Path) -> None:
     where = f"{server.url}/projects/{first_project['id']}/data"
     print(f"""
 Label Studio {LABEL_STUDIO_VERSION}: {where}
   login:    {server.username}
   password: {server.password}
 NExT-Chat backend: {backend_url} (connected to every demo project)
+  its log:  {backend_log}   (why a prediction is empty is written there)
+
+For `python -m backend export --from-project ID` and `python -m backend batch --from-project ID`
+in another shell:
+  export LABEL_STUDIO_URL={server.url}
+  export LABEL_STUDIO_API_KEY={server.api_key}
 
 NOTE: the backend runs a tiny RANDOM checkpoint. Its predictions are MEANINGLESS: they only show
 that boxes, polygons, masks and descriptions flow into Label Studio in the right shape. For real
@@ -194,8 +200,9 @@ def run_demo(args: argparse.Namespace) -> int:
     backend = None
     try:
         print(f"starting the backend on 127.0.0.1:{backend_port} ...", flush=True)
+        backend_log = args.workdir / "backend.log"
         backend, backend_url = start_backend(
-            checkpoint, vision_tower, backend_port, args.workdir / "backend.log",
+            checkpoint, vision_tower, backend_port, backend_log,
             env_overrides={"LABEL_STUDIO_URL": server.url, "LABEL_STUDIO_API_KEY": server.api_key},
         )
         ls = server.client()
@@ -204,7 +211,7 @@ def run_demo(args: argparse.Namespace) -> int:
             reconnect_projects(ls, projects, backend_url)
         else:
             projects = create_demo_projects(ls, backend_url, files_root, args.workdir / "uploads")
-        print_banner(server, backend_url, projects[0])
+        print_banner(server, backend_url, projects[0], backend_log.resolve())
         while server.process.alive() and backend.alive():
             time.sleep(1)
         print("a process exited; see the logs in", args.workdir, file=sys.stderr)

@@ -90,9 +90,9 @@ class ManagedProcess:
         if not self._log.closed:
             self._log.close()
 
-    def wait_healthy(self, url: str, timeout_s: float) -> None:
+    def wait_healthy(self, url: str, timeout_s: float, path: str = "/health") -> None:
         try:
-            wait_for_health(url, timeout_s, self.popen)
+            wait_for_health(url, timeout_s, self.popen, path)
         except LabelStudioError as error:
             self.stop()
             tail = f"--- last lines of {self.log_path} ---\n{self.log_tail()}"
@@ -166,12 +166,12 @@ def start_label_studio(data_dir: Path, files_root: Path, port: int, *, host: str
 def start_backend(checkpoint: Path | str, vision_tower: Path | str, port: int, log_path: Path, *,
                   host: str = "127.0.0.1", env_overrides: dict | None = None,
                   timeout_s: float = 300.0) -> tuple[ManagedProcess, str]:
-    """`python -m backend serve` on CPU/fp32; returns (process, url) once its /health says the model is ready."""
+    """`python -m backend serve` on CPU/fp32; returns (process, url) once its /ready says the model is loaded."""
     args = [sys.executable, "-m", "backend", "serve", "--checkpoint", str(checkpoint),
             "--vision-tower", str(vision_tower), "--device", "cpu", "--dtype", "fp32",
             "--host", host, "--port", str(port)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env_overrides or {})}
     process = ManagedProcess("NExT-Chat backend", args, env, log_path, cwd=REPO_ROOT)
     url = f"http://{host}:{port}"
-    process.wait_healthy(url, timeout_s)
+    process.wait_healthy(url, timeout_s, path="/ready")
     return process, url

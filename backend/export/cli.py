@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 from collections import Counter
+from contextlib import nullcontext
 from pathlib import Path
 
 from backend.export.annotations import ExportOptions
@@ -95,11 +96,12 @@ def from_json_source(args):
 
 
 def from_project_source(args):
-    from backend.export.project import fetch_project
+    """A context manager giving (tasks, image fetcher, label config XML) of the project."""
+    from backend.export.project import ProjectExport
 
     if args.images or args.label_config:
         raise InputError("--images and --label-config go with --from-json; a project brings its own")
-    return fetch_project(args.from_project)
+    return ProjectExport(args.from_project)
 
 
 def format_report(report: dict, out_dir) -> str:
@@ -118,17 +120,15 @@ def format_report(report: dict, out_dir) -> str:
 def main_export(argv: list[str] | None = None) -> int:
     args = export_parser().parse_args(argv)
     try:
-        if args.from_json:
-            tasks, fetch, xml = from_json_source(args)
-        else:
-            tasks, fetch, xml = from_project_source(args)
-        try:
-            store = Stage3Store(args.out)
-        except OSError as exc:
-            raise InputError(f"--out {args.out}: cannot create ({exc.strerror})") from None
-        options = ExportOptions(args.boxes_as_masks, args.include_accepted_predictions)
-        context = ExportContext(store, fetch, options, LabelConfigInfo.from_xml(xml))
-        report = export_tasks(context, tasks, sync=not args.no_sync)
+        source = nullcontext(from_json_source(args)) if args.from_json else from_project_source(args)
+        with source as (tasks, fetch, xml):
+            try:
+                store = Stage3Store(args.out)
+            except OSError as exc:
+                raise InputError(f"--out {args.out}: cannot create ({exc.strerror})") from None
+            options = ExportOptions(args.boxes_as_masks, args.include_accepted_predictions)
+            context = ExportContext(store, fetch, options, LabelConfigInfo.from_xml(xml))
+            report = export_tasks(context, tasks, sync=not args.no_sync)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

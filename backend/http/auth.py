@@ -54,3 +54,13 @@ def is_authorized(authorization_header: str | None, settings: Settings) -> bool:
     if scheme == "bearer":
         return _bearer_ok(credentials, settings)
     return False
+
+
+WEBHOOK_TOKEN_HEADER = "X-Webhook-Token"
+
+
+def webhook_authorized(header_value: str | None, settings: Settings) -> bool:
+    """True when WEBHOOK_TOKEN is unset, or the X-Webhook-Token header carries it (constant time)."""
+    if not settings.webhook_token:
+        return True
+    return header_value is not None and _same(header_value.strip(), settings.webhook_token)

@@ -1,8 +1,10 @@
-"""Reading and validating request bodies: size caps (chunked bodies too), JSON objects, /predict's shape."""
+"""Reading request bodies: size caps (chunked bodies too), JSON objects, the label config.
+/predict's body is read by backend.http.predict_body."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 from flask import request
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -24,8 +26,9 @@ class BadRequest(Exception):
         self.status = status
 
 
-def read_body(cap: int) -> bytes:
-    """The raw body, never more than `cap` bytes read: 413 past it, with or without Content-Length.
+def body_chunks(cap: int, chunk_bytes: int = 64 * 1024) -> Iterator[bytes]:
+    """The raw body in chunks, never more than `cap` bytes read: 413 past it, with or without
+    Content-Length.
 
     Werkzeug's own limit on a chunked stream (wsgi.input_terminated, as gunicorn sets) truncates
     silently at the cap, so a streamed body is read here with its own count."""
@@ -33,25 +36,30 @@ def read_body(cap: int) -> bytes:
     if length is not None:
         if length > cap:
             raise BadRequest(TOO_LARGE, 413)
-        return request.get_data(cache=True)
-    if not request.environ.get("wsgi.input_terminated"):
-        return b""  # no length and a server that does not delimit the stream: nothing safe to read
-    stream = request.environ["wsgi.input"]
-    chunks, size = [], 0
-    while chunk := stream.read(min(64 * 1024, cap + 1 - size)):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > cap:
-            raise BadRequest(TOO_LARGE, 413)
-    return b"".join(chunks)
+        stream = request.stream
+    elif request.environ.get("wsgi.input_terminated"):
+        stream = request.environ["wsgi.input"]
+    else:
+        return  # no length and a server that does not delimit the stream: nothing safe to read
+    size = 0
+    try:
+        while chunk := stream.read(min(chunk_bytes, cap + 1 - size)):
+            size += len(chunk)
+            if size > cap:
+                raise BadRequest(TOO_LARGE, 413)
+            yield chunk
+    except RequestEntityTooLarge:
+        raise BadRequest(TOO_LARGE, 413) from None
+
+
+def read_body(cap: int) -> bytes:
+    """The raw body as bytes (see :func:`body_chunks`)."""
+    return b"".join(body_chunks(cap))
 
 
 def read_json_body(cap: int) -> dict:
     """The request body as a JSON object; 413 past MAX_REQUEST_BYTES (chunked too), else 400."""
-    try:
-        raw = read_body(cap)
-    except RequestEntityTooLarge:
-        raise BadRequest(TOO_LARGE, 413) from None
+    raw = read_body(cap)
     if not raw:
         raise BadRequest("empty request body; expected a JSON object")
     try:
@@ -72,14 +80,8 @@ def checked_config(xml, settings: Settings) -> LabelingConfig:
         raise BadRequest(str(exc)) from None
 
 
-def _check_task(index: int, task) -> None:
-    if not isinstance(task, dict):
-        raise BadRequest(f"tasks[{index}] must be an object")
-    if not isinstance(task.get("data"), dict):
-        raise BadRequest(f"tasks[{index}] has no 'data' object")
-
-
-def _context(params) -> dict | None:
+def parse_context(params) -> dict | None:
+    """The interactive context in /predict's `params` (None for pre-annotation), or BadRequest."""
     if params is not None and not isinstance(params, dict):
         raise BadRequest("'params' must be an object")
     context = (params or {}).get("context")
@@ -90,18 +92,3 @@ def _context(params) -> dict | None:
     if not isinstance(context.get("result", []), list):
         raise BadRequest("'params.context.result' must be a list")
     return context if context.get("result") else None
-
-
-def validate_predict_body(body: dict, settings: Settings) -> tuple[list[dict], LabelingConfig, dict | None]:
-    """(tasks, parsed config, context or None) from a /predict body, or BadRequest."""
-    tasks = body.get("tasks")
-    if not isinstance(tasks, list):
-        raise BadRequest("'tasks' must be a list of tasks")
-    if not tasks:
-        raise BadRequest("'tasks' is empty")
-    if len(tasks) > settings.max_tasks_per_request:
-        raise BadRequest(f"{len(tasks)} tasks exceed MAX_TASKS_PER_REQUEST={settings.max_tasks_per_request}", 413)
-    for index, task in enumerate(tasks):
-        _check_task(index, task)
-    config = checked_config(body.get("label_config"), settings)
-    return tasks, config, _context(body.get("params"))

@@ -20,6 +20,7 @@ from backend.predict.config import task_config
 from backend.predict.errors import InvalidContext, ModelUnavailable, OutOfTime, TaskError
 from backend.predict.holder import ModelHolder, is_out_of_memory, release_gpu_memory
 from backend.predict.interactive import context_items_for
+from backend.predict.projects import ProjectRun, project_run
 from backend.predict.targets import TargetImages, load_target_images, predict_target
 from backend.predict.workflows import RegionWorkflows
 from backend.settings import Settings
@@ -39,39 +40,50 @@ class Predictor:
         self.images = image_loader
         self.flows = RegionWorkflows(settings)
 
+    def run_for(self, config: LabelingConfig, calls: ModelCalls, params: dict | None = None) -> ProjectRun:
+        """The settings and model version of predictions with `config` and a project's `params`."""
+        return project_run(self.settings, params or {}, config, calls.model_version)
+
     def predict(self, tasks: list[dict], config: LabelingConfig, context: dict | None,
-                deadline: Deadline) -> list[dict]:
+                deadline: Deadline, run: ProjectRun | None = None) -> list[dict]:
+        """One entry per task, in order; `run` (a project's settings and version) defaults to the
+        backend's settings."""
         calls = ModelCalls(self.holder, deadline, urgent=context is not None)
-        model_version = calls.model_version
+        run = run or self.run_for(config, calls)
         entries = []
         for task in tasks:
             if deadline.expired():
-                entries.append(not_reached(task, model_version))
+                entries.append(not_reached(task, run.model_version))
                 continue
-            entries.append(self._predict_task(task, config, context, calls, model_version))
+            entries.append(self._predict_task(task, config, context, calls, run))
         return entries
 
     def predict_one(self, task: dict, config: LabelingConfig, context: dict | None,
-                    images: Mapping[str, Image.Image | TargetImages], calls: ModelCalls) -> dict:
+                    images: Mapping[str, Image.Image | TargetImages], calls: ModelCalls,
+                    run: ProjectRun | None = None) -> dict:
         """One task's prediction entry from its decoded images (Image name -> image; for a valueList Image,
         item_index -> image or a list). Raises on failure (TaskError, OutOfTime, model errors):
-        :meth:`predict` turns those into an empty entry per task; batch jobs count them."""
-        config = task_config(config, task, self.settings)
+        :meth:`predict` turns those into an empty entry per task; batch jobs count them. Controls marked
+        model_skip are left alone."""
+        run = run or self.run_for(config, calls)
+        config = task_config(config, task, run.settings)
+        flows = self.flows if run.settings is self.settings else RegionWorkflows(run.settings)
         results = []
         for target in config.targets:
             image = images.get(target.name)
             if image is None:
                 continue
             items = None if context is None else context_items_for(context, target)
-            results += predict_target(self.flows, task, target, image, items, calls)
-        return prediction_entry(results, calls.model_version)
+            results += predict_target(flows, task, target.for_model(), image, items, calls)
+        return prediction_entry(results, run.model_version)
 
-    def _predict_task(self, task, config, context, calls: ModelCalls, model_version: str) -> dict:
+    def _predict_task(self, task, config, context, calls: ModelCalls, run: ProjectRun) -> dict:
         task_id = task.get("id")
+        model_version = run.model_version
         try:
             config = task_config(config, task, self.settings)
             images = self._task_images(task, config, context, calls.deadline)
-            return self.predict_one(task, config, context, images, calls)
+            return self.predict_one(task, config, context, images, calls, run)
         except (InvalidContext, ModelUnavailable):
             raise
         except OutOfTime:

@@ -32,6 +32,7 @@ from backend.settings import Settings
 from backend.studio.config_parts import data_value
 from backend.studio.labeling import ImageTarget
 from backend.studio.phrases import labels_for_region
+from backend.studio.prompts import split_prompt
 from backend.studio.results import PolygonOptions, TextAreaResult, region_results
 
 log = logging.getLogger("backend.predict")
@@ -50,7 +51,7 @@ class RegionWorkflows:
     def preannotate(self, task: dict, target: ImageTarget, image: Image.Image, calls: ModelCalls) -> list[dict]:
         results = self.ground_labels(target, image, calls)
         for area in target.prompt_areas:
-            expression = self.stored_text(task, area)
+            expression = self.stored_text(task, area) or self.settings.default_prompt.strip()
             if expression:
                 results += self.ground_expression(target, image, expression, None, calls)
         if target.caption_areas:
@@ -99,13 +100,21 @@ class RegionWorkflows:
     def ground_expression(self, target: ImageTarget, image: Image.Image, expression: str,
                           chosen_labels: dict[str, str] | None, calls: ModelCalls) -> list[dict]:
         """Regions of a typed/stored referring expression, labelled `chosen_labels` (control -> label)
-        or, when None, by matching the expression to each control's labels (else its first label)."""
-        labels = chosen_labels
-        if labels is None:
-            labels = labels_for_region(target.region_controls, expression, fallback_first=True)
+        or, when None, by matching the expression to each control's labels (else its first label).
+        ``cat . dog .`` is several phrases (backend.studio.prompts), grounded as one batch, each
+        labelled on its own."""
+        phrases = split_prompt(expression, self.settings.max_labels)
+        if len(phrases) > 1:
+            found = calls.ground_many(image, phrases)
+        else:
+            phrases, found = [expression], [calls.ground(image, expression)]
         results = []
-        for region in calls.ground(image, expression):
-            results += self.region_to_results(target, image, region, labels, calls)
+        for phrase, regions in zip(phrases, found):
+            labels = chosen_labels
+            if labels is None:
+                labels = labels_for_region(target.region_controls, phrase, fallback_first=True)
+            for region in regions:
+                results += self.region_to_results(target, image, region, labels, calls)
         return results
 
     def answer_question(self, target: ImageTarget, image: Image.Image, question: str, boxes: list,
@@ -123,10 +132,9 @@ class RegionWorkflows:
         for it; the phrase stays in the caption/answer text, and this is logged."""
         results = []
         for region in regions:
-            if region.score < self.settings.score_threshold:
-                continue
-            labels = labels_for_region(target.region_controls, region.phrase)
-            left_out = [control.name for control in target.region_controls if control.name not in labels]
+            matched = labels_for_region(target.region_controls, region.phrase)
+            labels = self.passing(target, matched, region.score)
+            left_out = [control.name for control in target.region_controls if control.name not in matched]
             if left_out:
                 log.info("%s phrase %r matches no label of %s and there is no catch_all label: no shape there "
                          "(the phrase stays in the text)", source, region.phrase, ", ".join(left_out))
@@ -135,9 +143,17 @@ class RegionWorkflows:
                 results += shapes + self.region_choices(target, image, region.box, shapes, labels, calls)
         return results
 
+    def passing(self, target: ImageTarget, labels: dict[str, str], score: float) -> dict[str, str]:
+        """The controls of `labels` whose threshold `score` reaches (model_score_threshold, else
+        SCORE_THRESHOLD)."""
+        thresholds = {control.name: control.model_score_threshold for control in target.region_controls}
+        return {name: label for name, label in labels.items()
+                if score >= (self.settings.score_threshold if thresholds.get(name) is None else thresholds[name])}
+
     def region_to_results(self, target: ImageTarget, image: Image.Image, region: FoundRegion,
                           labels: dict[str, str], calls: ModelCalls) -> list[dict]:
-        if region.score < self.settings.score_threshold:
+        labels = self.passing(target, labels, region.score)
+        if not labels:
             return []
         text = None
         if target.region_areas and self.settings.describe_regions:

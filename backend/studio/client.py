@@ -1,11 +1,13 @@
 """A small Label Studio API client for the demo, the end-to-end tests and `export --from-project`.
 
-Built on label-studio-sdk 2.1.2 where its typed calls work with Label Studio 1.23, and on plain
-`requests` where the SDK has no call (file upload, Data Manager actions, interactive annotating,
-the JSON export) or would hide the status code we want to check.
+Built on label-studio-sdk 2.1.2 where its typed calls work with Label Studio 1.23 (projects, task
+import and listing, bulk prediction import, export snapshots), and on plain `requests` where the SDK
+has no call (file upload, Data Manager actions, interactive annotating) or would hide the status code
+we want to check.
 
 Auth: `api_key` follows backend.studio.credentials (legacy token or personal access token, one token
-policy for the whole backend). The key is only ever sent to `url`.
+policy for the whole backend): the SDK client exchanges a personal access token, and the plain
+`requests` calls send that client's header, so the key is exchanged once. It only ever goes to `url`.
 
 Usage::
 
@@ -16,7 +18,8 @@ Usage::
     backend = ls.connect_ml_backend(project["id"], "http://127.0.0.1:9090")
     ls.retrieve_predictions(project["id"])
     predictions = ls.list_predictions(project_id=project["id"])
-    tasks = ls.export_annotations(project["id"])   # Label Studio's JSON export, a list of tasks
+    tasks = ls.export_annotations(project["id"])   # an export snapshot, as a list of tasks
+    ls.export_snapshot(project["id"], Path("export.json"))   # the same, streamed to a file
 
 Every failure is a `LabelStudioError` whose message has the method, path, status and LS's reply.
 """
@@ -30,7 +33,7 @@ from typing import Any
 
 import requests
 
-from backend.studio.credentials import LabelStudioCredentials, TokenExchangeError
+from backend.studio.credentials import SdkCredentials, TokenExchangeError, sdk_client
 
 
 class LabelStudioError(RuntimeError):
@@ -59,12 +62,15 @@ class LabelStudioClient:
         self.api_key = api_key
         self.timeout = timeout
         self.session = requests.Session()
-        self.credentials = LabelStudioCredentials(self.url, api_key, timeout_s=min(timeout, 30.0))
         self._sdk = None
 
     # ---- auth -------------------------------------------------------------------------------------
+    @property
+    def credentials(self) -> SdkCredentials:
+        return SdkCredentials(self.sdk, self.api_key)
+
     def auth_headers(self) -> dict[str, str]:
-        """The Authorization header for this key (PATs are swapped for a fresh access JWT)."""
+        """The Authorization header for this key (PATs are swapped for a fresh access JWT by the SDK)."""
         try:
             return self.credentials.headers()
         except TokenExchangeError as exc:
@@ -74,9 +80,10 @@ class LabelStudioClient:
     def sdk(self):
         """A label_studio_sdk.LabelStudio client for the same server and key (created on first use)."""
         if self._sdk is None:
-            from label_studio_sdk import LabelStudio
-
-            self._sdk = LabelStudio(base_url=self.url, api_key=self.api_key, timeout=self.timeout)
+            try:
+                self._sdk = sdk_client(self.url, self.api_key, self.timeout)
+            except TokenExchangeError as exc:
+                raise LabelStudioError(str(exc), 401) from None
         return self._sdk
 
     # ---- plain HTTP -------------------------------------------------------------------------------
@@ -108,10 +115,10 @@ class LabelStudioClient:
             message = f"{what}: HTTP {error.status_code}: {error.body}"
             raise LabelStudioError(message, error.status_code, error.body) from error
 
-    def health(self) -> bool:
-        """True when GET /health answers 200 (no auth needed)."""
+    def health(self, path: str = "/health") -> bool:
+        """True when GET `path` (/health; a backend's /ready) answers 200 (no auth needed)."""
         try:
-            return self.session.get(self.url + "/health", timeout=5).status_code == 200
+            return self.session.get(self.url + path, timeout=5).status_code == 200
         except requests.RequestException:
             return False
 
@@ -165,16 +172,24 @@ class LabelStudioClient:
 
     # ---- ML backend -------------------------------------------------------------------------------
     def connect_ml_backend(self, project_id: int, backend_url: str, title: str = "NExT-Chat",
-                           is_interactive: bool = True) -> dict:
+                           is_interactive: bool = True, extra_params=None) -> dict:
         """Add an ML backend to a project (LS calls its /health and /setup now); returns the record.
+        `extra_params`: what Connect model's "Any extra params" box holds (the UI sends its text).
 
         LS 1.23 answers 403 for a loopback/private backend unless it runs with ML_BLOCK_LOCAL_IP=false
         and SSRF_PROTECTION_ENABLED=false (see docs/deploy.md).
         """
-        return self.request_json(
-            "POST", "/api/ml/",
-            json={"project": project_id, "url": backend_url, "title": title, "is_interactive": is_interactive},
-        )
+        body = {"project": project_id, "url": backend_url, "title": title, "is_interactive": is_interactive}
+        if extra_params is not None:
+            body["extra_params"] = extra_params
+        return self.request_json("POST", "/api/ml/", json=body)
+
+    def list_webhooks(self, project_id: int) -> list[dict]:
+        return self.request_json("GET", "/api/webhooks/", params={"project": project_id})
+
+    def set_webhook_headers(self, webhook_id: int, headers: dict) -> dict:
+        """The headers Label Studio sends with a webhook (Settings -> Webhooks -> Headers)."""
+        return self.request_json("PATCH", f"/api/webhooks/{webhook_id}/", json={"headers": headers})
 
     def list_ml_backends(self, project_id: int) -> list[dict]:
         return self.request_json("GET", "/api/ml/", params={"project": project_id})
@@ -216,36 +231,70 @@ class LabelStudioClient:
         params = {"task": task_id} if task_id is not None else {"project": project_id}
         return self.request_json("GET", "/api/predictions/", params=params)
 
-    def import_predictions(self, predictions: list[dict]) -> None:
-        """Store predictions directly: each {"task": id, "result": [...], "score": f, "model_version": s}."""
-        for prediction in predictions:
-            self.request_json("POST", "/api/predictions/", json=prediction)
+    def import_predictions(self, project_id: int, predictions: list[dict]) -> int:
+        """Store predictions in bulk (one request): each {"task": id, "result": [...], "score": f,
+        "model_version": s}; returns how many Label Studio created."""
+        reply = self._sdk_call("import predictions", self.sdk.projects.import_predictions, id=project_id,
+                               request=predictions)
+        return int((reply or {}).get("created", len(predictions))) if isinstance(reply, dict) else len(predictions)
 
     # ---- annotations and export ------------------------------------------------------------------
     def create_annotation(self, task_id: int, result: list[dict]) -> dict:
         return self.request_json("POST", f"/api/tasks/{task_id}/annotations/", json={"result": result})
 
-    def export_annotations(self, project_id: int, export_type: str = "JSON", all_tasks: bool = True) -> Any:
-        """The project's export in `export_type`; JSON gives a list of task dicts with annotations."""
-        response = self._send(
-            "GET", f"/api/projects/{project_id}/export",
-            params={"exportType": export_type, "download_all_tasks": str(all_tasks).lower()},
-        )
-        return response.json() if export_type.upper().startswith("JSON") else response.content
+    def export_snapshot(self, project_id: int, destination: Path, timeout_s: float = 1800.0,
+                        poll_s: float = 1.0) -> Path:
+        """Every task of the project with its annotations (skipped and ground-truth ones too) in Label
+        Studio's JSON export format, written to `destination`: an export snapshot is created, polled until
+        it is completed (no request has to outlive the export, however big), downloaded in chunks, then
+        deleted from Label Studio."""
+        snapshot = self._sdk_call(
+            "create export", self.sdk.projects.exports.create, id=project_id, title="nextchat-ls stage-3 export",
+            annotation_filter_options={"usual": True, "ground_truth": True, "skipped": True})
+        give_up_at = time.monotonic() + timeout_s
+        while snapshot.get("status") != "completed":
+            if snapshot.get("status") == "failed":
+                raise LabelStudioError(f"export of project {project_id} failed in Label Studio")
+            if time.monotonic() > give_up_at:
+                raise LabelStudioError(f"export of project {project_id} not done after {timeout_s:.0f} s")
+            time.sleep(poll_s)
+            snapshot = self._sdk_call("poll export", self.sdk.projects.exports.get, id=project_id,
+                                      export_pk=snapshot["id"])
+        destination = Path(destination)
+        with destination.open("wb") as handle:
+            chunks = self.sdk.projects.exports.download(id=project_id, export_pk=snapshot["id"], export_type="JSON",
+                                                        request_options={"chunk_size": 1024 * 1024})
+
+            def write_all() -> None:
+                for chunk in chunks:
+                    handle.write(chunk)
+
+            self._sdk_call("download export", write_all)
+        self._sdk_call("delete export", self.sdk.projects.exports.delete, id=project_id, export_pk=snapshot["id"])
+        return destination
+
+    def export_annotations(self, project_id: int) -> list[dict]:
+        """The project's JSON export as a list of task dicts (through :meth:`export_snapshot`)."""
+        import json
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="nextchat-export-") as folder:
+            path = self.export_snapshot(project_id, Path(folder) / "export.json")
+            return json.loads(path.read_text("utf-8"))
 
     def create_personal_access_token(self) -> str:
         """A new PAT (JWT refresh token) for the user of this key."""
         return self.request_json("POST", "/api/token/")["token"]
 
 
-def wait_for_health(url: str, timeout_s: float, process=None) -> None:
-    """Poll GET url/health until 200; raise early if `process` (a Popen) exited, or after `timeout_s`."""
+def wait_for_health(url: str, timeout_s: float, process=None, path: str = "/health") -> None:
+    """Poll GET url + path until 200; raise early if `process` (a Popen) exited, or after `timeout_s`."""
     client = LabelStudioClient(url, "")
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise LabelStudioError(f"process for {url} exited with code {process.returncode} before it answered")
-        if client.health():
+        if client.health(path):
             return
         time.sleep(0.5)
-    raise LabelStudioError(f"{url}/health did not answer 200 within {timeout_s:.0f} s")
+    raise LabelStudioError(f"{url}{path} did not answer 200 within {timeout_s:.0f} s")

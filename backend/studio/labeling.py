@@ -16,6 +16,9 @@ Attribute conventions (documented for users in label_config/README.md):
 * ``<Label predicted_values="kitten,kitty">`` (Label Studio ML backends' own convention) or
   ``synonyms="kitten,kitty"``: comma-separated phrases that map to this label.
 * ``<Label catch_all="true">``: the label for phrases that match no other label.
+* ``model_skip="true"`` on a control: the model never fills it; ``model_score_threshold="0.4"`` on a
+  region control: its regions need at least that score (else SCORE_THRESHOLD), as label-studio-ml-backend's
+  examples read them.
 * ``<TextArea role="...">``: ``prompt`` (referring expression), ``question``, ``caption``,
   ``answer``, ``description`` (per-region text). Without ``role``: ``perRegion="true"`` means
   description; otherwise the name decides (contains "caption", "answer", "question"), else
@@ -27,7 +30,7 @@ Attribute names are matched case-insensitively, as Label Studio's editor does.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from xml.etree import ElementTree
 
@@ -82,6 +85,8 @@ class RegionControl:
     match_similarity: bool = True
     min_similarity: float = 0.8
     labels_key: str | None = None  # value="$key": more labels from the task data (Label Studio's dynamic labels)
+    model_skip: bool = False
+    model_score_threshold: float | None = None  # None: SCORE_THRESHOLD
 
     @property
     def match_options(self) -> dict:
@@ -111,6 +116,7 @@ class TextAreaControl:
     role: str
     per_region: bool = False
     value_key: str | None = None
+    model_skip: bool = False
 
     @property
     def data_key(self) -> str:
@@ -137,6 +143,11 @@ class ImageTarget:
     def text_areas(self) -> tuple[TextAreaControl, ...]:
         return (self.prompt_areas + self.question_areas + self.region_areas
                 + self.caption_areas + self.answer_areas)
+
+    def for_model(self) -> ImageTarget:
+        """This target without the controls marked model_skip="true"."""
+        names = ("region_controls", "prompt_areas", "question_areas", "region_areas", "caption_areas", "answer_areas")
+        return replace(self, **{name: tuple(c for c in getattr(self, name) if not c.model_skip) for name in names})
 
 
 @dataclass(frozen=True)
@@ -309,7 +320,21 @@ def _attach_region_control(kind, tag, name, element, attrs, targets, skipped) ->
             smart=_is_true(attrs.get("smart"), default=True),
             match_contains=_is_true(attrs.get("matchcontains"), default=True),
             match_similarity=_is_true(attrs.get("matchsimilarity"), default=True),
-            min_similarity=_min_similarity(attrs.get("minsimilarity"), name, skipped), labels_key=labels_key))
+            min_similarity=_min_similarity(attrs.get("minsimilarity"), name, skipped), labels_key=labels_key,
+            model_skip=_is_true(attrs.get("model_skip")),
+            model_score_threshold=_score_threshold(attrs.get("model_score_threshold"), name, skipped)))
+
+
+def _score_threshold(text, name, skipped) -> float | None:
+    try:
+        value = float(text) if text is not None else None
+    except ValueError:
+        value = -1.0
+    if value is not None and not 0.0 <= value <= 1.0:
+        skipped.append(Skipped("model_score_threshold", name, f"model_score_threshold={text!r} is not in [0, 1]; "
+                                                              "using SCORE_THRESHOLD"))
+        return None
+    return value
 
 
 def _min_similarity(text, name, skipped) -> float:
@@ -343,7 +368,7 @@ def _attach_textarea(name, attrs, targets, skipped) -> None:
         draft.areas[role].append(TextAreaControl(
             name=name, to_name=draft.name, role=role,
             per_region=_is_true(attrs.get("perregion")),
-            value_key=_variable_key(attrs.get("value"))))
+            value_key=_variable_key(attrs.get("value")), model_skip=_is_true(attrs.get("model_skip"))))
 
 
 @lru_cache(maxsize=64)

@@ -36,7 +36,7 @@ def post_predict(client, tasks, config, context=None):
 
 def wait_ready(client, seconds=10.0):
     end = time.monotonic() + seconds
-    while client.get("/health").status_code != 200:
+    while client.get("/ready").status_code != 200:
         assert time.monotonic() < end, "model never became ready"
         time.sleep(0.02)
 
@@ -46,10 +46,13 @@ def test_health_root_versions_and_metrics():
     client = make_app().test_client()
     health = client.get("/health")
     assert health.status_code == 200
-    assert health.get_json() == {"status": "UP", "model_class": "NextChat", "model_ready": True,
+    assert health.get_json() == {"status": "UP", "model": "ready", "model_class": "NextChat", "model_ready": True,
                                  "model_version": "fake-nextchat-1"}
+    assert client.get("/ready").status_code == 200
     assert client.get("/").status_code == 200
-    assert client.get("/versions").get_json() == {"versions": ["fake-nextchat-1"]}
+    assert client.get("/versions").get_json() == {"versions": [], "projects": {}, "model": "fake-nextchat-1"}
+    version = client.post("/setup", json=setup_body(BOXES)).get_json()["model_version"]
+    assert client.get("/versions").get_json()["versions"] == [version]
     assert client.get("/metrics").get_json()["model_ready"] is True
 
 
@@ -62,15 +65,19 @@ def test_model_loads_in_the_background_and_health_says_so():
         return model
 
     client = create_app(load_settings({}), load=loader).test_client()
-    assert client.get("/health").status_code == 503
-    assert client.get("/health").get_json()["status"] == "LOADING"
+    health = client.get("/health")  # "Connect model" works while a 7B model loads
+    assert health.status_code == 200 and health.get_json()["status"] == "UP"
+    assert health.get_json()["model"] == "loading" and health.get_json()["model_ready"] is False
+    not_ready = client.get("/ready")
+    assert not_ready.status_code == 503 and not_ready.headers["Retry-After"]
     assert client.get("/").status_code == 200  # liveness
     busy = client.post("/predict", json=predict_body([ls_task(1, IMAGE_640)], BOXES))
     assert busy.status_code == 503 and busy.headers["Retry-After"]
-    assert client.post("/setup", json=setup_body(BOXES)).status_code == 503
+    assert client.post("/setup", json=setup_body(BOXES)).get_json() == {"model_version": "loading", "model": "loading"}
     release.set()
     wait_ready(client)
-    assert client.post("/setup", json=setup_body(BOXES)).get_json() == {"model_version": "fake-nextchat-1"}
+    version = client.post("/setup", json=setup_body(BOXES)).get_json()["model_version"]
+    assert version.startswith("fake-nextchat-1+cfg.") and len(version) == len("fake-nextchat-1+cfg.") + 8
 
 
 def test_failed_load_is_reported_without_traceback():
@@ -79,13 +86,15 @@ def test_failed_load_is_reported_without_traceback():
 
     client = create_app(load_settings({}), load=loader).test_client()
     end = time.monotonic() + 5
-    while client.get("/health").get_json()["status"] == "LOADING" and time.monotonic() < end:
+    while client.get("/health").get_json()["model"] == "loading" and time.monotonic() < end:
         time.sleep(0.01)
     health = client.get("/health")
-    assert health.status_code == 503
-    assert health.get_json()["status"] == "ERROR"
+    assert health.status_code == 200 and health.get_json()["model"] == "failed"
+    assert client.get("/ready").status_code == 503
     assert "FileNotFoundError: checkpoint /nope has no config.json" in health.get_json()["reason"]
     assert "Traceback" not in health.get_data(as_text=True)
+    refused = client.post("/setup", json=setup_body(BOXES))  # Label Studio shows the connect as failed
+    assert refused.status_code == 503 and "no config.json" in refused.get_json()["error"]
 
 
 def test_health_is_fast_while_a_prediction_holds_the_model():
@@ -104,7 +113,7 @@ def test_health_is_fast_while_a_prediction_holds_the_model():
                                   "referring_prompt.xml", "region_descriptions.xml", "region_qa.xml"])
 def test_setup_accepts_every_shipped_config(name):
     reply = make_app().test_client().post("/setup", json=setup_body(label_config(name)))
-    assert reply.status_code == 200 and reply.get_json() == {"model_version": "fake-nextchat-1"}
+    assert reply.status_code == 200 and reply.get_json()["model_version"].startswith("fake-nextchat-1+cfg.")
 
 
 def test_setup_rejects_unparseable_schema():
@@ -122,7 +131,7 @@ def test_preannotation_one_entry_per_task_in_order():
     results = post_predict(client, tasks, BOXES)
     assert len(results) == 2
     for entry, size in zip(results, [(64, 48), (100, 50)]):
-        assert entry["model_version"] == "fake-nextchat-1" and 0 < entry["score"] <= 1
+        assert entry["model_version"].startswith("fake-nextchat-1+cfg.") and 0 < entry["score"] <= 1
         check_results_fit_config(entry["result"], BOXES, *size)
         kinds = sorted({(r["from_name"], r["value"][r["type"]][0]) for r in entry["result"]})
         labels = ["car", "dog", "person", "traffic light"]

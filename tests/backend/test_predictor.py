@@ -85,7 +85,7 @@ def test_one_bad_task_never_sinks_the_batch(caplog):
         entries = predictor.predict(tasks, config, None, Deadline.after(30))
     assert len(entries) == 7
     assert [bool(entry["result"]) for entry in entries] == [True, False, True, False, False, False, True]
-    assert all(entry["model_version"] == "fake-nextchat-1" for entry in entries)
+    assert all(entry["model_version"].startswith("fake-nextchat-1+cfg.") for entry in entries)
     log = caplog.text
     assert "task 2: no prediction" in log and "task 4: no prediction: RuntimeError" in log
     assert "task 5: no prediction: task data has no 'image'" in log and "task 6: no prediction" in log
@@ -101,7 +101,7 @@ def test_deadline_returns_what_is_done_and_keeps_the_order():
     done = [("result" in entry) for entry in entries]
     assert done[0] and not done[-1] and done == sorted(done, reverse=True)
     skipped = entries[-1]
-    assert skipped["model_version"] == "fake-nextchat-1" and "deadline" in skipped["error"]
+    assert skipped["model_version"].startswith("fake-nextchat-1+cfg.") and "deadline" in skipped["error"]
 
 
 def test_parallel_requests_on_different_images_never_mix():
@@ -147,7 +147,7 @@ def test_real_model_preannotation_and_drawn_box(tiny_model):
     reply = client.post("/predict", json=predict_body([ls_task(1, image), ls_task(2, "/etc/passwd")], config))
     entries = reply.get_json()["results"]
     assert reply.status_code == 200 and len(entries) == 2 and entries[1]["result"] == []
-    assert entries[0]["model_version"] == tiny_model.model_version
+    assert entries[0]["model_version"].startswith(tiny_model.model_version + "+cfg.")
     check_results_fit_config(entries[0]["result"], config, 120, 80)
     assert any(r["from_name"] == "caption" for r in entries[0]["result"])
 

@@ -7,6 +7,7 @@ import json
 import shutil
 
 import pytest
+import requests
 
 from backend.batch import main
 from backend.batch.job import default_label_config
@@ -30,7 +31,8 @@ def test_predictions_written_into_project(label_studio, image_dir, model_args, t
 
     assert main(argv, env=env) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["summary"]
-    assert summary["project"] == {"predictions_on_existing_tasks": 1, "new_tasks": 2, "already_uploaded": 0}
+    assert summary["project"] == {"predictions_on_existing_tasks": 1, "new_tasks": 2, "already_uploaded": 0,
+                                  "local_files_storage": "added"}  # so Label Studio serves the images
     tasks = {t["data"]["image"]: t["id"] for t in client.list_tasks(project["id"])}
     assert sorted(tasks) == sorted(f"/data/local-files/?d=batch-project/{name}" for name in GOOD_IMAGES)
     assert tasks[existing_reference] == existing_id
@@ -43,4 +45,8 @@ def test_predictions_written_into_project(label_studio, image_dir, model_args, t
     again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["summary"]
     assert again["already_done"] == 3 and again["project"]["already_uploaded"] == 3
     assert again["project"]["new_tasks"] == again["project"]["predictions_on_existing_tasks"] == 0
+    assert again["project"]["local_files_storage"] == "existing"
+    image = requests.get(f"{label_studio.url}{existing_reference}", timeout=30,
+                         headers=client.auth_headers())
+    assert image.status_code == 200 and image.content == (images / "img0.png").read_bytes()
     assert len(client.list_tasks(project["id"])) == 3

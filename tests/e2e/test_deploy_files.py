@@ -75,3 +75,14 @@ def test_dockerfile_installs_requirements_and_serves_the_backend():
         assert f"COPY {folder} {folder}" in dockerfile
     ignored = (REPO_ROOT / ".dockerignore").read_text().split()
     assert {".venv", ".venv-ls", ".git", "runs"} <= set(ignored)
+
+
+def test_compose_waits_for_readiness_and_shares_the_predict_timeout():
+    compose = load_compose()
+    backend, label_studio = compose["services"]["nextchat"], compose["services"]["label-studio"]
+    probe = " ".join(backend["healthcheck"]["test"])
+    assert "/ready" in probe and "/health" not in probe  # /health is 200 while the model loads
+    assert backend["environment"]["ML_TIMEOUT_PREDICT"] == label_studio["environment"]["ML_TIMEOUT_PREDICT"]
+    models = [v for v in backend["volumes"] if v.split(":")[1] == resolved(backend["environment"]["MODEL_DIR"])]
+    assert models and models[0].split(":")[0] in compose["volumes"]
+    assert "/ready" in (REPO_ROOT / "Dockerfile").read_text()
