@@ -16,6 +16,7 @@ from model.stage3.delta import Delta, DeltaError, current_state, frozen_base_has
 from model.stage3.masks import is_trainable_key
 from model.stage3.metrics import evaluate_end_to_end
 from model.stage3.samples import eval_queries
+from model.versioning import checkpoint_version
 from tests.model.stage3_common import (
     CHECKPOINT,
     DATA_DIR,
@@ -66,7 +67,7 @@ def test_training_writes_nothing_into_the_served_model(trained):
     after = full_state(nc)
     assert after.keys() == before.keys()
     assert [k for k in before if not torch.equal(before[k], after[k])] == []
-    assert nc.components.delta is None and nc.model_version == "nextchat-nextchat"
+    assert nc.components.delta is None and nc.model_version == checkpoint_version(nc.components.checkpoint_dir)
 
 
 def test_applying_the_delta_changes_only_the_two_modules(trained):
@@ -78,7 +79,7 @@ def test_applying_the_delta_changes_only_the_two_modules(trained):
     assert changed and all(is_trainable_key(k[len("model."):]) for k in changed)
     zero_grad = set(expected()["first_step"][0]["grads_exactly_zero"])
     assert len(changed) == 124 - len(zero_grad)   # everything that gets a gradient moved
-    assert fresh.model_version == f"nextchat-nextchat+ft3.{outcome.delta.short_id}"
+    assert fresh.model_version == f"{checkpoint_version(fresh.components.checkpoint_dir)}+ft3.{outcome.delta.short_id}"
 
 
 def test_delta_round_trips(trained, tmp_path):

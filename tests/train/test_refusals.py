@@ -68,9 +68,9 @@ def test_the_operators_delta_of_another_base_fails_the_load_in_one_line(tmp_path
         backend_load_model(settings)
     assert "trained on another base" in str(refused.value) and "\n" not in str(refused.value)
     app = create_app(settings, load=lambda: backend_load_model(settings))
-    assert wait_for(lambda: app.test_client().get("/health").get_json()["status"] == "ERROR")
-    health = app.test_client().get("/health")
-    assert health.status_code == 503 and "trained on another base" in health.get_json()["reason"]
+    assert wait_for(lambda: app.test_client().get("/health").get_json()["model"] == "failed")
+    ready = app.test_client().get("/ready")
+    assert ready.status_code == 503 and "trained on another base" in ready.get_json()["reason"]
 
 
 def test_serve_refuses_a_delta_that_is_not_one_before_starting(tmp_path, capsys):
