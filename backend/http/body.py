@@ -62,6 +62,11 @@ def read_json_body(cap: int) -> dict:
     raw = read_body(cap)
     if not raw:
         raise BadRequest("empty request body; expected a JSON object")
+    return json_object(raw)
+
+
+def json_object(raw: bytes) -> dict:
+    """`raw` parsed as a JSON object, or BadRequest with a one-line reason."""
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError) as exc:

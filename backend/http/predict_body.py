@@ -22,7 +22,7 @@ import mmap
 import tempfile
 from dataclasses import dataclass
 
-from backend.http.body import TOO_LARGE, BadRequest, body_chunks
+from backend.http.body import TOO_LARGE, BadRequest, body_chunks, json_object
 from backend.http.json_scan import ScanError, scan_predict_body
 from backend.settings import MIB, Settings
 
@@ -86,12 +86,7 @@ def _check_task(index: int, task) -> None:
 
 
 def _parse_whole(raw: bytes, settings: Settings) -> PredictBody:
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise BadRequest(f"malformed JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise BadRequest(f"expected a JSON object, got {type(body).__name__}")
+    body = json_object(raw)
     tasks = _task_list(body.get("tasks"))
     for index, task in enumerate(tasks):
         _check_task(index, task)
