@@ -9,6 +9,8 @@ import argparse
 import logging
 import sys
 
+from ..reasons import one_line
+
 DESCRIPTION = """Fine-tune NExT-Chat's mask path (seg_prompt_mlp + SAM's mask decoder) on stage-3 data
 (DATA_DIR/res.jsonl + DATA_DIR/images, what `export` writes). Everything upstream (CLIP, the LLM up to
 the <at> hidden state, SAM's image encoder) is computed once per sample and cached; training runs on the
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m model.stage3") ->
     try:
         return run(args)
     except Exception as err:  # noqa: BLE001 - the CLI's contract is one line, no traceback
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        reason = one_line(err)
         print(f"error: {reason}", file=sys.stderr)
         return 2
     finally:

@@ -23,6 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..modeling import NextChatModel
+from ..reasons import one_line
 from .masks import is_trainable_key, our_name, release_name
 
 DELTA_FORMAT = "nextchat-stage3-delta/1"
@@ -105,7 +106,7 @@ def read_delta(path: str | Path) -> Delta:
             metadata = handle.metadata() or {}
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
-        raise DeltaError(f"delta {path} is not a safetensors file ({str(err).splitlines()[0][:120]})") from None
+        raise DeltaError(f"delta {path} is not a safetensors file ({one_line(err, 120)})") from None
     if metadata.get("nextchat_delta") != DELTA_FORMAT:
         raise DeltaError(f"delta {path} is not a stage-3 delta (metadata nextchat_delta is "
                          f"{metadata.get('nextchat_delta')!r}, expected {DELTA_FORMAT!r})")
