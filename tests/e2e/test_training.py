@@ -89,7 +89,7 @@ def test_start_training_in_label_studio_publishes_a_new_version(label_studio, tr
     task_ids = dict(zip(REGIONS, ls.upload_files(project["id"], paths)))
     ml_backend = ls.connect_ml_backend(project["id"], url)
     assert ml_backend["state"] == "CO", ml_backend
-    base = backend_json(url, "/setup", "POST", json={})["model_version"]
+    base = backend_json(url, "/setup", "POST", json={"schema": CONFIG_XML})["model_version"]  # as LS asks
     ls.retrieve_predictions(project["id"])
     assert {p["model_version"] for p in ls.list_predictions(project_id=project["id"])} == {base}
 
@@ -112,7 +112,7 @@ def test_start_training_in_label_studio_publishes_a_new_version(label_studio, tr
     assert rerun["id"] == during["waiting"]["id"] and rerun["state"] == "skipped", rerun  # no new records
     assert status["counts"]["started"] == 2 and status["counts"]["published"] == 1
     assert job["model_version"] == f"{during['model_version']}+ft3.{job['delta_id']}"
-    version = backend_json(url, "/setup", "POST", json={})["model_version"]
+    version = backend_json(url, "/setup", "POST", json={"schema": CONFIG_XML})["model_version"]
     assert version != base and f"+ft3.{job['delta_id']}" in version
 
     ls.retrieve_predictions(project["id"])  # asks again: no task has a prediction of the new version
