@@ -1,9 +1,10 @@
 """Read a Label Studio labeling config: what this backend can fill in, and what it skips.
 
 ``parse_label_config(xml)`` returns a :class:`LabelingConfig`: one :class:`ImageTarget` per
-``<Image>`` with the region controls (RectangleLabels, PolygonLabels, BrushLabels) and the
-TextAreas pointing at it, each TextArea with a role. Anything it cannot serve (KeyPointLabels,
-video, controls on no Image, unknown roles...) is listed in ``skipped`` with a reason and
+``<Image>`` with the region controls (RectangleLabels, PolygonLabels, BrushLabels), the smart
+KeyPointLabels whose clicks prompt masks (backend.studio.keypoints) and the TextAreas pointing
+at it, each TextArea with a role. Anything it cannot serve (plain KeyPointLabels, video,
+controls on no Image, unknown roles...) is listed in ``skipped`` with a reason and
 logged; it never raises for those. Only XML that cannot be read raises LabelConfigError.
 
 Attribute conventions (documented for users in label_config/README.md):
@@ -28,6 +29,8 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from xml.etree import ElementTree
+
+from backend.studio.keypoints import KeyPointControl, is_smart_keypoints, keypoint_control, unserved_hint
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +83,7 @@ class RegionControl:
     to_name: str
     labels: tuple[Label, ...]
     smart: bool = True
+    preannotate: bool = True  # preannotate="false": its labels are not grounded without a context
     # Phrase -> label matching stages (backend/studio/phrases.py), from the control's attributes
     # matchContains="false", matchSimilarity="false", minSimilarity="0.9".
     match_contains: bool = True
@@ -133,6 +137,7 @@ class ImageTarget:
     region_areas: tuple[TextAreaControl, ...] = ()
     caption_areas: tuple[TextAreaControl, ...] = ()
     answer_areas: tuple[TextAreaControl, ...] = ()
+    click_controls: tuple[KeyPointControl, ...] = ()  # smart KeyPointLabels: clicks are point prompts
 
     @property
     def text_areas(self) -> tuple[TextAreaControl, ...]:
@@ -174,6 +179,7 @@ class _Draft:
     value_key: str
     region_controls: list = field(default_factory=list)
     areas: dict = field(default_factory=lambda: {role: [] for role in TEXTAREA_ROLES})
+    click_controls: list = field(default_factory=list)
 
     def freeze(self) -> ImageTarget:
         return ImageTarget(
@@ -184,6 +190,7 @@ class _Draft:
             region_areas=tuple(self.areas["description"]),
             caption_areas=tuple(self.areas["caption"]),
             answer_areas=tuple(self.areas["answer"]),
+            click_controls=tuple(self.click_controls),
         )
 
 
@@ -274,10 +281,10 @@ def _collect(root: ElementTree.Element) -> tuple[dict[str, _Draft], list, list[S
         name = attrs.get("name")
         if lowered == "image":
             _collect_image(element, attrs, images, skipped)
-        elif lowered in REGION_KINDS or lowered == "textarea":
+        elif lowered in REGION_KINDS or lowered == "textarea" or is_smart_keypoints(lowered, attrs):
             controls.append((lowered, element))
         elif lowered in _UNSERVED_CONTROLS:
-            skipped.append(Skipped(tag, name, f"{tag} is not a control this backend fills"))
+            skipped.append(Skipped(tag, name, f"{tag} is not a control this backend fills{unserved_hint(lowered)}"))
         elif lowered in _OBJECT_TAGS:
             skipped.append(Skipped(tag, name, f"{tag} data is not served (images only)"))
         elif lowered not in _VISUAL_TAGS and name is not None:
@@ -314,6 +321,10 @@ def _attach(kind: str, element, images: dict[str, _Draft], skipped: list[Skipped
         return
     if kind == "textarea":
         _attach_textarea(name, attrs, targets, skipped)
+    elif kind == "keypointlabels":
+        values = [label.value for label in _read_labels(element)]
+        for draft in targets:
+            draft.click_controls.append(keypoint_control(name, draft.name, attrs, values))
     else:
         _attach_region_control(kind, tag, name, element, attrs, targets, skipped)
 
@@ -331,6 +342,7 @@ def _attach_region_control(kind, tag, name, element, attrs, targets, skipped) ->
         draft.region_controls.append(RegionControl(
             name=name, kind=kind, to_name=draft.name, labels=labels,
             smart=_is_true(attrs.get("smart"), default=True),
+            preannotate=_is_true(attrs.get("preannotate"), default=True),
             match_contains=_is_true(attrs.get("matchcontains"), default=True),
             match_similarity=_is_true(attrs.get("matchsimilarity"), default=True),
             min_similarity=_min_similarity(attrs.get("minsimilarity"), name, skipped)))
