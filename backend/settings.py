@@ -64,6 +64,7 @@ class Settings:
     max_tasks_per_request: int = 1000
     max_labels: int = 200
     max_prompt_chars: int = 500
+    max_clicks: int = 64  # clicks in one interactive context
     max_concurrency: int = 2
     max_queue: int = 16
     queue_timeout_s: float = 30.0
@@ -144,6 +145,7 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
     "max_tasks_per_request": ("MAX_TASKS_PER_REQUEST",),
     "max_labels": ("MAX_LABELS",),
     "max_prompt_chars": ("MAX_PROMPT_CHARS",),
+    "max_clicks": ("MAX_CLICKS",),
     "max_concurrency": ("MAX_CONCURRENCY",),
     "max_queue": ("MAX_QUEUE",),
     "queue_timeout_s": ("QUEUE_TIMEOUT_S",),
@@ -196,6 +198,7 @@ def convert_value(name: str, raw: str, default):
 def _check(settings: Settings) -> Settings:
     positive = [
         "port", "max_request_bytes", "max_task_data_bytes", "max_tasks_per_request", "max_labels", "max_prompt_chars",
+        "max_clicks",
         "max_concurrency", "image_connect_timeout_s", "image_read_timeout_s",
         "image_total_timeout_s", "max_image_bytes", "max_image_pixels", "request_deadline_s",
         "train_epochs", "train_batch_size",

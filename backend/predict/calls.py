@@ -3,14 +3,14 @@ request's urgency (an annotator's interactive call goes before a batch's next ca
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 from PIL import Image
 
 from backend.deadline import Deadline
-from backend.predict.contract import Box, FoundRegion, LocatedText, NextChatModel
+from backend.predict.contract import Box, FoundRegion, LocatedText, NextChatModel, Point
 from backend.predict.errors import OutOfTime
 from backend.predict.holder import ModelHolder
 from model.decoding import GenerationStopped
@@ -51,8 +51,13 @@ class ModelCalls:
     def describe(self, image: Image.Image, box: Box) -> str:
         return self.run(lambda model: model.describe(image, box))
 
-    def segment(self, image: Image.Image, box: Box) -> FoundRegion:
-        return self.run(lambda model: model.segment(image, box))
+    def segment(self, image: Image.Image, box: Box | None = None, points: Sequence[Point] | None = None,
+                point_labels: Sequence[int] | None = None) -> FoundRegion:
+        return self.run(lambda model: model.segment(image, box, points, point_labels))
+
+    def refine(self, image: Image.Image, expression: str, points: Sequence[Point],
+               point_labels: Sequence[int] | None = None, region_index: int = 0) -> FoundRegion:
+        return self.run(lambda model: model.refine(image, expression, points, point_labels, region_index))
 
     def caption(self, image: Image.Image) -> LocatedText:
         return self.run(lambda model: model.caption(image))

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 Box = Sequence[float]  # pixel xyxy
+Point = Sequence[float]  # pixel (x, y): a click
 
 
 class FoundRegion(Protocol):
@@ -45,7 +46,15 @@ class NextChatModel(Protocol):
 
     def describe(self, image: Image.Image, box: Box) -> str: ...
 
-    def segment(self, image: Image.Image, box: Box) -> FoundRegion: ...
+    def segment(self, image: Image.Image, box: Box | None = None, points: Sequence[Point] | None = None,
+                point_labels: Sequence[int] | None = None) -> FoundRegion:
+        """SAM's mask for a drawn box and/or clicks (labels 1 positive, 0 negative; default all 1); at least
+        one of the two. ValueError (one line) for a point off the image or a bad label."""
+
+    def refine(self, image: Image.Image, expression: str, points: Sequence[Point],
+               point_labels: Sequence[int] | None = None, region_index: int = 0) -> FoundRegion:
+        """Region ``region_index`` of ``ground(image, expression)``, its mask decoded again with the clicks
+        added (the text's seg tokens kept). ValueError (one line) as ``segment``, or for a bad index."""
 
     def caption(self, image: Image.Image) -> LocatedText: ...
 

@@ -12,11 +12,16 @@ Label Studio forwards the browser's `context.result` (docs/label-studio.md). Per
 2. a prompt TextArea result -> `ground` the referring expression. Its regions get the label named as
    "label: expression", else the label selected in the context, else the label the expression matches,
    else each control's first label. The prompt is echoed back so it stays visible;
-3. a rectangle drawn with the smart tool (the last `origin: "manual"` one, else the last) ->
+3. clicks with a smart KeyPointLabels (Alt+click: negative) -> one mask from all of them, on the
+   rectangle sent along, on the region already on the task under them, or alone
+   (backend.predict.clicks);
+4. a rectangle drawn with the smart tool (the last `origin: "manual"` one, else the last) ->
    `describe` it into the per-region TextArea, segment it into the polygon / brush / bitmask controls and
    ask its per-region Choices (backend.predict.choices). The box
    is re-emitted with a NEW id and the text carries that id: Label Studio deletes the dynamic box when
    the suggestion is accepted, and text tied to the deleted id would be orphaned (docs/label-studio.md).
+A prompt or question TextArea may hold several submissions (no maxSubmissions): the last one is asked,
+and only it is echoed, so typing a new one and pressing Add asks again.
 """
 
 from __future__ import annotations
@@ -27,11 +32,12 @@ import re
 import sys
 
 from backend.predict.calls import ModelCalls
+from backend.predict.clicks import answer_clicks, read_clicks
 from backend.predict.errors import InvalidContext
 from backend.predict.workflows import RegionWorkflows
 from backend.studio.phrases import labels_for_region, split_label_prefix
-from backend.studio.results import new_region_id, region_results, result_labels, result_text
-from backend.studio.results.readers import result_box
+from backend.studio.results import new_region_id, region_results, result_labels
+from backend.studio.results.readers import result_box, result_texts
 from model.prompts import PromptError, with_box_references
 
 log = logging.getLogger("backend.predict")
@@ -48,15 +54,21 @@ def context_items_for(context: dict, target) -> list[dict]:
     return [item for item in context.get("result", []) if isinstance(item, dict) and item.get("to_name") == target.name]
 
 
+def last_submission(item: dict) -> str:
+    """The newest text submitted to a TextArea result (its last one; the backend's messages left out)."""
+    texts = [text.strip() for text in result_texts(item) if text.strip()]
+    return texts[-1] if texts else ""
+
+
 def _text_item(items, areas, max_chars: int):
-    """(item, text) of the first TextArea result from one of `areas`, else (None, "")."""
+    """(item, its last submission) of the first TextArea result from one of `areas`, else (None, "")."""
     names = {area.name for area in areas}
     for item in items:
         if item.get("from_name") in names and item.get("type") == "textarea":
             value = item.get("value")
             if not isinstance(value, dict):
                 raise InvalidContext(f"context result {item.get('from_name')!r} has no value object")
-            text = result_text(item).strip()
+            text = last_submission(item)
             if len(text) > max_chars:
                 raise InvalidContext(f"{item.get('from_name')} text longer than MAX_PROMPT_CHARS={max_chars}")
             if text:
@@ -175,9 +187,15 @@ def predict_interactive(flows: RegionWorkflows, task, target, image, items, call
     if item is not None:
         return _typed_prompt(flows, target, image, items, item, prompt, calls)
     rectangles = _rectangles(items)
+    clicks = read_clicks(target, items, image.width, image.height, flows.settings.max_clicks)
+    if clicks is not None:
+        drawn = None
+        if rectangles:
+            rect = _last_drawn(rectangles)
+            drawn = (drawn_box_pixels(rect, image.width, image.height), next(iter(result_labels(rect)), None))
+        return answer_clicks(flows, task, target, image, clicks, drawn, calls)
     if rectangles:
-        manual = [rect for rect in rectangles if rect.get("origin") == "manual"]
-        return _drawn_box(flows, target, image, (manual or rectangles)[-1], calls)
+        return _drawn_box(flows, target, image, _last_drawn(rectangles), calls)
     return []
 
 

@@ -2,11 +2,11 @@
 
 Pre-annotation (no context), on every Image of the config:
 * each label of each RectangleLabels / PolygonLabels / BrushLabels control is a referring expression
-  (its `prompt` attribute, else its value); all of them go to one `ground_many` call so the image is
-  encoded once. Every region found becomes a box / polygon(s) / brush mask on the controls having that
-  label, plus a description in the per-region TextArea (DESCRIBE_REGIONS). On an Image with a caption
-  or question TextArea the labels are the categories of the caption's / answer's phrases, so only
-  labels with a `prompt` attribute are grounded on their own;
+  (its `prompt` attribute, else its value; none of a control with `preannotate="false"`); all of them go
+  to one `ground_many` call so the image is encoded once. Every region found becomes a box / polygon(s) /
+  brush mask on the controls having that label, plus a description in the per-region TextArea
+  (DESCRIBE_REGIONS). On an Image with a caption or question TextArea the labels are the categories of
+  the caption's / answer's phrases, so only labels with a `prompt` attribute are grounded on their own;
 * a referring expression stored in the task data under the prompt TextArea's key is grounded too;
 * a caption TextArea gets a grounded caption, a question stored in the task data an answer (echoed
   into its TextArea). One region per located phrase, labelled by backend.studio.phrases (the phrase's
@@ -76,7 +76,7 @@ class RegionWorkflows:
     def ground_labels(self, target: ImageTarget, image: Image.Image, calls: ModelCalls) -> list[dict]:
         labels_by_expression: dict[str, dict[str, str]] = {}
         phrase_categories = bool(target.caption_areas or target.question_areas)
-        for control in target.region_controls:
+        for control in (control for control in target.region_controls if control.preannotate):
             for label in control.prompt_labels:
                 if phrase_categories and label.prompt is None:
                     continue  # a category for caption / answer phrases (module doc)

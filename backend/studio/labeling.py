@@ -2,10 +2,11 @@
 
 ``parse_label_config(xml)`` returns a :class:`LabelingConfig`: one :class:`ImageTarget` per
 ``<Image>`` (``value="$image"``, or ``valueList="$images"`` for a list of images) with the region
-controls (RectangleLabels, PolygonLabels, BrushLabels, BitmaskLabels), the TextAreas and the Choices
+controls (RectangleLabels, PolygonLabels, BrushLabels, BitmaskLabels), the smart KeyPointLabels whose
+clicks prompt masks (backend.studio.keypoints), the TextAreas and the Choices
 (backend.studio.choices_control) pointing at it, each TextArea with a role. A region control's
 ``value="$labels"`` (labels from the task data) and a Repeater's copies are resolved per task by
-backend.studio.task_config. Anything it cannot serve (KeyPointLabels, video, controls on no Image,
+backend.studio.task_config. Anything it cannot serve (plain KeyPointLabels, video, controls on no Image,
 unknown roles...) is listed in ``skipped`` with a reason and logged; it never raises for those. Only
 XML that cannot be read raises LabelConfigError.
 
@@ -41,6 +42,7 @@ from backend.studio.config_parts import is_true as _is_true
 from backend.studio.config_parts import read_xml as _read_xml
 from backend.studio.config_parts import split_list as _split_list
 from backend.studio.config_parts import tag_of as _tag
+from backend.studio.keypoints import KeyPointControl, is_smart_keypoints, keypoint_control, unserved_hint
 from backend.studio.repeater import is_repeater
 
 logger = logging.getLogger(__name__)
@@ -79,6 +81,7 @@ class RegionControl:
     to_name: str
     labels: tuple[Label, ...]
     smart: bool = True
+    preannotate: bool = True  # preannotate="false": its labels are not grounded without a context
     # Phrase -> label matching stages (backend/studio/phrases.py), from the control's attributes
     # matchContains="false", matchSimilarity="false", minSimilarity="0.9".
     match_contains: bool = True
@@ -138,6 +141,7 @@ class ImageTarget:
     answer_areas: tuple[TextAreaControl, ...] = ()
     choices: tuple[ChoicesControl, ...] = ()
     value_list: bool = False  # valueList="$key": the task data holds a list of images (results carry item_index)
+    click_controls: tuple[KeyPointControl, ...] = ()  # smart KeyPointLabels: clicks are point prompts
 
     @property
     def text_areas(self) -> tuple[TextAreaControl, ...]:
@@ -188,6 +192,7 @@ class _Draft:
     region_controls: list = field(default_factory=list)
     areas: dict = field(default_factory=lambda: {role: [] for role in TEXTAREA_ROLES})
     choices: list = field(default_factory=list)
+    click_controls: list = field(default_factory=list)
 
     def freeze(self, skipped: list[Skipped]) -> ImageTarget:
         if self.value_list:
@@ -200,7 +205,7 @@ class _Draft:
             region_areas=tuple(self.areas["description"]),
             caption_areas=tuple(self.areas["caption"]),
             answer_areas=tuple(self.areas["answer"]),
-            choices=tuple(self.choices), value_list=self.value_list,
+            choices=tuple(self.choices), value_list=self.value_list, click_controls=tuple(self.click_controls),
         )
 
     def _drop_whole_task_outputs(self, skipped: list[Skipped]) -> None:
@@ -258,10 +263,10 @@ def _collect(root: ElementTree.Element) -> tuple[dict[str, _Draft], list, list[S
         name = attrs.get("name")
         if lowered == "image":
             _collect_image(element, attrs, images, skipped)
-        elif lowered in REGION_KINDS or lowered in ("textarea", "choices"):
+        elif lowered in REGION_KINDS or lowered in ("textarea", "choices") or is_smart_keypoints(lowered, attrs):
             controls.append((lowered, element))
         elif lowered in _UNSERVED_CONTROLS:
-            skipped.append(Skipped(tag, name, f"{tag} is not a control this backend fills"))
+            skipped.append(Skipped(tag, name, f"{tag} is not a control this backend fills{unserved_hint(lowered)}"))
         elif lowered in _OBJECT_TAGS:
             skipped.append(Skipped(tag, name, f"{tag} data is not served (images only)"))
         elif lowered not in _VISUAL_TAGS and name is not None:
@@ -301,6 +306,10 @@ def _attach(kind: str, element, images: dict[str, _Draft], skipped: list[Skipped
         _attach_textarea(name, attrs, targets, skipped)
     elif kind == "choices":
         _attach_choices(name, element, attrs, targets, skipped)
+    elif kind == "keypointlabels":
+        values = [label.value for label in _read_labels(element)]
+        for draft in targets:
+            draft.click_controls.append(keypoint_control(name, draft.name, attrs, values))
     else:
         _attach_region_control(kind, tag, name, element, attrs, targets, skipped)
 
@@ -318,6 +327,7 @@ def _attach_region_control(kind, tag, name, element, attrs, targets, skipped) ->
         draft.region_controls.append(RegionControl(
             name=name, kind=kind, to_name=draft.name, labels=labels,
             smart=_is_true(attrs.get("smart"), default=True),
+            preannotate=_is_true(attrs.get("preannotate"), default=True),
             match_contains=_is_true(attrs.get("matchcontains"), default=True),
             match_similarity=_is_true(attrs.get("matchsimilarity"), default=True),
             min_similarity=_min_similarity(attrs.get("minsimilarity"), name, skipped), labels_key=labels_key,

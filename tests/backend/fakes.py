@@ -68,6 +68,7 @@ class FakeNextChat:
     """
 
     model_version = "fake-nextchat-1"
+    CLICK_SQUARE_PX = 8  # a click's effect on the mask: a square of this side around it
 
     def __init__(self, regions_for=None, delay_s: float = 0.0, raise_on=None, default_score: float = 0.9):
         self.regions_for = regions_for or {}
@@ -136,10 +137,54 @@ class FakeNextChat:
         finally:
             self._should_stop = previous
 
-    def segment(self, image, box):
-        self._enter("segment", tuple(box))
+    def segment(self, image, box=None, points=None, point_labels=None):
+        clicks, labels = self._check_clicks(image, points, point_labels)
+        self._enter("segment", None if box is None else tuple(box), tuple(clicks), tuple(labels))
+        if box is None and not clicks:
+            raise ValueError("segment needs a box, a location or at least one point; got none and 0 points")
         w, h = image.size
-        return self._region(image, (box[0] / w, box[1] / h, box[2] / w, box[3] / h), 0.6, "")
+        if box is None:
+            around = (min(x for x, _ in clicks), min(y for _, y in clicks), max(x for x, _ in clicks),
+                      max(y for _, y in clicks))  # the model's box for an empty mask
+            region = FakeRegion(box=around, mask=np.zeros((h, w), dtype=bool), score=0.5, phrase="")
+        else:
+            region = self._region(image, (box[0] / w, box[1] / h, box[2] / w, box[3] / h), 0.6, "")
+        return self._with_clicks(region, clicks, labels, keep_box=box is not None)
+
+    def refine(self, image, expression, points, point_labels=None, region_index=0):
+        """As model.NextChat.refine: region ``region_index`` of ``ground(image, expression)`` (not logged as a
+        ground call) with the clicks applied as in :meth:`segment`."""
+        clicks, labels = self._check_clicks(image, points, point_labels)
+        self._enter("refine", expression, tuple(clicks), tuple(labels), region_index)
+        specs = self.regions_for.get(expression, [((0.25, 0.25, 0.75, 0.75), self.default_score)])
+        if not 0 <= region_index < len(specs):
+            raise ValueError(f"{expression!r} located {len(specs)} region(s) on this image; "
+                             f"region_index {region_index} is not one of them")
+        relative_box, score = specs[region_index]
+        return self._with_clicks(self._region(image, relative_box, score, expression), clicks, labels, keep_box=True)
+
+    @staticmethod
+    def _check_clicks(image, points, point_labels):
+        from model.processing import ImageFrame, check_point_prompts
+
+        return check_point_prompts(points, point_labels, ImageFrame(width=image.width, height=image.height))
+
+    def _with_clicks(self, region: FakeRegion, clicks, labels, keep_box: bool) -> FakeRegion:
+        """Each positive click adds a square of side CLICK_SQUARE_PX around it to the mask, each negative click
+        then removes one (so a test can tell every click's effect). As the model: the box stays the given or
+        located one (``keep_box``), else it is the mask's."""
+        mask = region.mask.copy()
+        h, w = mask.shape
+        half = self.CLICK_SQUARE_PX // 2
+        for wanted in (1, 0):
+            for (x, y), label in zip(clicks, labels):
+                if label == wanted:
+                    mask[max(int(y) - half, 0):int(y) + half, max(int(x) - half, 0):int(x) + half] = bool(wanted)
+        ys, xs = np.nonzero(mask)
+        box = region.box
+        if not keep_box and len(xs):
+            box = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
+        return FakeRegion(box=box, mask=mask, score=region.score, phrase=region.phrase)
 
 
 # ----------------------------------------------------------------------------- Label Studio bodies
@@ -172,6 +217,25 @@ def drawn_box_context(label="person", from_name="box", x=10.0, y=20.0, width=30.
             "origin": "manual"}
     item["value"].update(extra)
     return {"result": [item]}
+
+
+def click_item(x: float, y: float, positive: bool | None = True, label: str = "object", from_name: str = "click",
+               item_id: str = "kp0000001", width: int = 640, height: int = 480) -> dict:
+    """A click with the smart key point tool as Label Studio 1.23.2's editor serializes it (KeyPointRegion:
+    ``is_positive`` false after Alt+click, the labels also as ``value.labels``); ``positive=None`` leaves
+    ``is_positive`` out."""
+    item = {"original_width": width, "original_height": height, "image_rotation": 0,
+            "value": {"x": x, "y": y, "width": 0.625, "keypointlabels": [label], "labels": [label]},
+            "id": item_id, "from_name": from_name, "to_name": "image", "type": "keypointlabels", "origin": "manual"}
+    if positive is not None:
+        item["is_positive"] = positive
+    return item
+
+
+def click_context(*clicks: tuple, label: str = "object", **extra) -> dict:
+    """Context of clicks (x%, y%[, positive]) in the order they were made: the smart key points of one label."""
+    return {"result": [click_item(*click, label=label, item_id=f"kp{index:07d}", **extra)
+                       for index, click in enumerate(clicks)]}
 
 
 def textarea_context(text: str, from_name: str = "prompt") -> dict:

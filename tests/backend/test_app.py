@@ -109,8 +109,9 @@ def test_health_is_fast_while_a_prediction_holds_the_model():
 
 
 # ----------------------------------------------------------------------------- /setup
-@pytest.mark.parametrize("name", ["all_in_one.xml", "boxes_polygons.xml", "brush.xml", "grounded_caption.xml",
-                                  "referring_prompt.xml", "region_descriptions.xml", "region_qa.xml"])
+@pytest.mark.parametrize("name", ["all_in_one.xml", "boxes_polygons.xml", "brush.xml", "click_to_mask.xml",
+                                  "grounded_caption.xml", "referring_prompt.xml", "region_descriptions.xml",
+                                  "region_qa.xml"])
 def test_setup_accepts_every_shipped_config(name):
     reply = make_app().test_client().post("/setup", json=setup_body(label_config(name)))
     assert reply.status_code == 200 and reply.get_json()["model_version"].startswith("fake-nextchat-1+cfg.")
@@ -158,7 +159,9 @@ def test_brush_masks_decode_to_the_image_size():
 
 
 def test_region_descriptions_attach_to_their_rectangle():
-    config = label_config("region_descriptions.xml")
+    shipped = label_config("region_descriptions.xml")  # interactive only: preannotate="false" on its controls
+    assert post_predict(make_app().test_client(), [ls_task(1, IMAGE_640)], shipped)[0]["result"] == []
+    config = shipped.replace(' preannotate="false"', "")
     result = post_predict(make_app().test_client(), [ls_task(1, IMAGE_640)], config)[0]["result"]
     rectangles = {r["id"]: r for r in result if r["type"] == "rectanglelabels"}
     texts = [r for r in result if r["type"] == "textarea"]

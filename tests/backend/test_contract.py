@@ -16,7 +16,8 @@ PROTOCOL_METHODS = [name for name, value in vars(NextChatModel).items()
 
 
 def test_protocol_lists_every_backend_call():
-    assert set(PROTOCOL_METHODS) == {"ground", "ground_many", "describe", "segment", "caption", "ask", "stop_when"}
+    assert set(PROTOCOL_METHODS) == {"ground", "ground_many", "describe", "segment", "refine", "caption", "ask",
+                                     "stop_when"}
 
 
 @pytest.mark.parametrize("implementation", [NextChat, FakeNextChat], ids=["NextChat", "FakeNextChat"])

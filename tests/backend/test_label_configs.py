@@ -36,6 +36,9 @@ EXPECTED = {
     "region_qa.xml": (
         [("box", "rectanglelabels", ["person", "animal", "object"])],
         {"question": "question", "answer": "answer", "phrase": "description"}),
+    "click_to_mask.xml": (
+        [("mask", "brushlabels", ["person", "car", "dog", "object"])],
+        {"prompt": "prompt"}),
     "all_in_one.xml": (
         [("box", "rectanglelabels", ["person", "car", "dog", "object"]),
          ("polygon", "polygonlabels", ["person", "car", "dog", "object"]),
@@ -116,11 +119,25 @@ def test_choice_prompts_in_configs():
                                                          "Is [0] cut off by the edge of the image?"]
 
 
+# file -> the smart KeyPointLabels (name, labels, smartOnly) whose clicks prompt masks
+CLICKS = {"click_to_mask.xml": [("click", ("person", "car", "dog", "object"), True)],
+          "all_in_one.xml": [("click", ("person", "car", "dog", "object"), True)]}
+
+
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_interactive_tools_are_smart(name):
-    """Auto-Annotation needs a smart tool: the first region control of each config has one."""
+def test_smart_tools_are_ones_the_backend_answers(name):
+    """Label Studio 1.23 has a smart tool for RectangleLabels, KeyPointLabels and BrushLabels, none for
+    PolygonLabels; the backend answers drawn rectangles and clicks, so only those are smart in the configs
+    (a smart brush stroke would get nothing back). Each config with an interactive workflow has one."""
     target = parse_label_config(read(name)).targets[0]
-    assert target.region_controls[0].smart
+    assert all(control.kind == "rectanglelabels" for control in target.region_controls if control.smart)
+    clicks = [(c.name, c.labels, c.smart_only) for c in target.click_controls]
+    assert clicks == CLICKS.get(name, [])
+    rectangles = [control for control in target.region_controls if control.smart]
+    assert rectangles or clicks or name in ("brush.xml",)  # brush.xml: pre-annotation only
+    for control in target.click_controls:  # a click's label names a label of every mask control
+        masks = [c for c in target.region_controls if c.kind != "rectanglelabels"]
+        assert masks and all(c.label(value) for c in masks for value in control.labels)
 
 
 def test_label_attributes_in_configs():
@@ -132,6 +149,8 @@ def test_label_attributes_in_configs():
     assert [label.value for label in box.prompt_labels] == ["person", "car", "dog"]
     region_descriptions = parse_label_config(read("region_descriptions.xml")).targets[0]
     assert [c.smart for c in region_descriptions.region_controls] == [True, False]
+    assert [c.preannotate for c in region_descriptions.region_controls] == [False, False]
+    assert all(c.preannotate for c in target.region_controls)
 
 
 def test_grounded_caption_phrases_map_to_config_labels():

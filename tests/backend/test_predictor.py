@@ -108,7 +108,7 @@ def test_parallel_requests_on_different_images_never_mix():
     import concurrent.futures
 
     client = make_app(FakeNextChat(delay_s=0.01), max_concurrency=4).test_client()
-    config = label_config("region_descriptions.xml")
+    config = label_config("region_descriptions.xml").replace(' preannotate="false"', "")  # pre-annotated here
     images = [(40 + i, 30 + i, (i * 20, 255 - i * 20, 7)) for i in range(8)]
 
     def run(spec):

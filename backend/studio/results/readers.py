@@ -15,6 +15,7 @@ from backend.studio.geometry import (
     Box,
     box_to_mask,
     brush_rle_to_mask,
+    keypoint_value_to_pixels,
     percent_points_to_pixels,
     polygons_to_mask,
     rectangle_value_to_corners,
@@ -88,6 +89,27 @@ def result_polygon(result: Mapping[str, Any], width: int | None = None,
     """Pixel (x, y) points, shape (N, 2), of a polygon result."""
     width, height = _size(result, width, height)
     return percent_points_to_pixels(result["value"]["points"], width, height)
+
+
+def result_point(result: Mapping[str, Any], width: int | None = None,
+                 height: int | None = None) -> tuple[float, float]:
+    """Pixel (x, y) of a key point result (``value.x``, ``value.y`` in percent)."""
+    width, height = _size(result, width, height)
+    return keypoint_value_to_pixels(result["value"], width, height)
+
+
+def result_is_positive(result: Mapping[str, Any]) -> bool:
+    """Whether a smart key point is a positive click. Label Studio 1.23's editor puts ``is_positive`` on the
+    result (false after Alt+click); ``value.positive`` is read too, for clients that put it there. Neither:
+    positive."""
+    flag = result.get("is_positive")
+    if flag is None and isinstance(result.get("value"), Mapping):
+        flag = result["value"].get("positive")
+    if flag is None:
+        return True
+    if isinstance(flag, str):
+        return flag.strip().lower() in ("true", "1")
+    return bool(flag)
 
 
 def result_mask(result: Mapping[str, Any], width: int | None = None,
