@@ -21,7 +21,7 @@ _SPACE = re.compile(rb"[ \t\r\n]*")
 _SCALAR_END = re.compile(rb"[,}\]]")
 _GAP = re.compile(rb"[ \t\r\n]*,[ \t\r\n]*")
 _EDGE = re.compile(rb"[ \t\r\n]*")
-TASK_KEYS = (b'"id"', b'"data"', b'"drafts"')
+TASK_KEYS = (b'"id"', b'"data"', b'"drafts"', b'"annotations"', b'"predictions"')
 MAX_DEPTH = 10_000
 
 
@@ -33,7 +33,7 @@ class ScanError(ValueError):
 class TaskSpans:
     start: int
     end: int = 0
-    values: dict[str, tuple[int, int]] = field(default_factory=dict)  # "id" / "data" / "drafts" -> span
+    values: dict[str, tuple[int, int]] = field(default_factory=dict)  # a TASK_KEYS key -> the span of its value
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Label Studio sends every selected task in one request, each with its annotations, predictions and
 drafts. The backend needs only each task's ``id`` and ``data`` (and, for an interactive call of one
-task, its ``drafts``). So:
+task, its drafts, annotations and predictions: the regions a click may fall on). So:
 
 * the raw body is streamed into a spool (memory up to SPOOL_MEMORY_BYTES, then a temporary file) and
   may be as large as MAX_REQUEST_BYTES, the hard ceiling (413 above it: the one case a body is refused);
@@ -30,12 +30,14 @@ log = logging.getLogger("backend.http")
 
 SPOOL_MEMORY_BYTES = 8 * MIB     # a body up to this stays in memory
 PARSE_WHOLE_BYTES = 4 * MIB      # a body up to this is parsed with json at once; bigger ones are scanned
-TASK_FIELDS = ("id", "data")     # what is kept of each task (plus "drafts" when the request has one task)
+TASK_FIELDS = ("id", "data")     # what is kept of each task
+# kept too when the request has one task (an interactive call): the regions a click may fall on
+SINGLE_TASK_FIELDS = ("drafts", "annotations", "predictions")
 
 
 @dataclass
 class PredictBody:
-    tasks: list[dict]               # the tasks read, in order: id, data (drafts for a single task)
+    tasks: list[dict]               # the tasks read, in order: id, data (SINGLE_TASK_FIELDS for a single task)
     total: int                      # tasks in the request; tasks[len(tasks):] were left out
     left_out_reason: str = ""
     label_config: object = None
@@ -73,8 +75,8 @@ def _spool(cap: int):
 
 def _kept(task: dict, single: bool) -> dict:
     kept = {key: task[key] for key in TASK_FIELDS if key in task}
-    if single and "drafts" in task:
-        kept["drafts"] = task["drafts"]
+    if single:
+        kept.update({key: task[key] for key in SINGLE_TASK_FIELDS if key in task})
     return kept
 
 
@@ -95,7 +97,7 @@ def _parse_whole(raw: bytes, settings: Settings) -> PredictBody:
     budget = _Budget(settings)
     for task in tasks:
         kept = _kept(task, len(tasks) == 1)
-        size = len(json.dumps(kept["data"])) + (len(json.dumps(kept["drafts"])) if "drafts" in kept else 0)
+        size = sum(len(json.dumps(value)) for key, value in kept.items() if key != "id")
         result.left_out_reason = budget.refuse(size)
         if result.left_out_reason:
             break
@@ -134,7 +136,7 @@ def _parse_scanned(buffer, settings: Settings) -> PredictBody:
     budget = _Budget(settings)
     single = len(tasks) == 1
     for index, task in enumerate(tasks):
-        wanted = [key for key in (*TASK_FIELDS, "drafts") if key in task.values and (key != "drafts" or single)]
+        wanted = [key for key in (*TASK_FIELDS, *(SINGLE_TASK_FIELDS if single else ())) if key in task.values]
         size = sum(task.values[key][1] - task.values[key][0] for key in wanted if key != "id")
         result.left_out_reason = budget.refuse(size)
         if result.left_out_reason:

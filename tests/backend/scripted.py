@@ -52,9 +52,9 @@ class ScriptedNextChat:
         self.calls.append(("describe", image_signature(image), tuple(box), text))
         return text
 
-    def segment(self, image, box):
-        region = self.model.segment(image, box)
-        self.calls.append(("segment", image_signature(image), tuple(box), region))
+    def segment(self, image, box=None, points=None, point_labels=None):
+        region = self.model.segment(image, box, points, point_labels)
+        self.calls.append(("segment", image_signature(image), tuple(box) if box is not None else None, region))
         return region
 
     def called(self, method: str) -> list[tuple]:

@@ -66,7 +66,7 @@ def test_tasks_past_the_limits_are_answered_in_order_without_a_result(body_path,
     assert [("result" in entry) for entry in few] == [True, True, False, False, False]
 
 
-def test_drafts_reach_an_interactive_call_and_annotations_never_do(body_path, monkeypatch):
+def test_an_interactive_call_gets_its_regions_and_a_batch_only_task_data(body_path, monkeypatch):
     seen = []
     from backend.predict import predictor
 
@@ -80,7 +80,9 @@ def test_drafts_reach_an_interactive_call_and_annotations_never_do(body_path, mo
     client = make_app().test_client()
     post(client, predict_body([heavy_task(1)], BOXES))
     post(client, predict_body([heavy_task(2), heavy_task(3)], BOXES))
-    assert [sorted(task) for task in seen] == [["data", "drafts", "id"], ["data", "id"], ["data", "id"]]
+    # one task (an interactive call): the regions a click may fall on come along; a batch: id and data only
+    assert [sorted(task) for task in seen] == [["annotations", "data", "drafts", "id", "predictions"],
+                                               ["data", "id"], ["data", "id"]]
     assert seen[0]["data"]["note"].endswith("[brackets] é") and seen[1]["id"] == 2
 
 
@@ -119,7 +121,8 @@ def test_scan_finds_the_same_values_json_does():
     for task, original in zip(spans.tasks, body["tasks"]):
         for key, (start, end) in task.values.items():
             assert json.loads(raw[start:end]) == original[key]
-    assert set(spans.tasks[0].values) == {"id", "data", "drafts"} and set(spans.tasks[1].values) == {"id", "data"}
+    every = {"id", "data", "drafts", "annotations", "predictions"}
+    assert set(spans.tasks[0].values) == every and set(spans.tasks[1].values) == every - {"drafts"}
 
 
 def test_scan_refuses_what_is_not_one_object():
