@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import functools
 import http.server
-import json
 import os
 import platform
 import sys
@@ -39,7 +38,7 @@ from backend.settings import load_settings
 from backend.studio.geometry import brush_rle_to_mask
 from model.builder import parse_dtype
 
-from .common import load_from_disk, time_call
+from .common import emit_report, load_from_disk, time_call
 from .report import _table
 
 CONFIGS = Path(__file__).resolve().parents[1] / "label_config"
@@ -218,13 +217,7 @@ def render(report: dict) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     report = run(args)
-    text = json.dumps(report, indent=2)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
-    print(render(report))
-    print()
-    print(text)
+    emit_report(report, args.out, render(report))
     return 0
 
 

@@ -13,7 +13,6 @@ JSON. Not a test: nothing here asserts a time.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -25,7 +24,7 @@ import torch
 from model.builder import parse_dtype
 from model.processing import points_pixels_to_norm
 
-from .common import build_in_memory, load_from_disk, noise_image, time_call
+from .common import build_in_memory, emit_report, load_from_disk, noise_image, time_call
 from .report import _table
 
 EXPRESSION = "the red car on the left"
@@ -130,13 +129,7 @@ def render(report: dict) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     report = run(args)
-    text = json.dumps(report, indent=2)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
-    print(render(report))
-    print()
-    print(text)
+    emit_report(report, args.out, render(report))
     return 0
 
 

@@ -12,7 +12,6 @@ table, then the JSON (also written to --out). Not a test: nothing here asserts a
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from model.devices import parse_dtype
 from .common import (
     build_in_memory,
     decode_weight_bytes,
+    emit_report,
     expressions,
     gpu_peak_bandwidth,
     kv_bytes,
@@ -143,14 +143,7 @@ def run(args) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     report = run(args)
-    text = json.dumps(report, indent=2)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
-    if not args.json_only:
-        print(render_table(report))
-        print()
-    print(text)
+    emit_report(report, args.out, None if args.json_only else render_table(report))
     return 0
 
 

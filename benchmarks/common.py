@@ -118,3 +118,18 @@ def kv_bytes(model: NextChatModel, sequence_length: int, batch: int = 1) -> int:
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
     element = model.lm_head.weight.element_size()
     return 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * head_dim * sequence_length * batch * element
+
+
+def emit_report(report: dict, out: str | None, table: str | None) -> None:
+    """The report's JSON written to ``out`` (when given); the table printed (when given), then the JSON."""
+    import json
+    from pathlib import Path
+
+    text = json.dumps(report, indent=2)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text + "\n")
+    if table is not None:
+        print(table)
+        print()
+    print(text)
