@@ -19,7 +19,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from backend.export.stage3 import exif_orientation
-from backend.export.store import TEMP_PREFIX
+from backend.files import TEMP_PREFIX
 
 REQUIRED_FIELDS = ("img_path", "expressions", "height", "width", "bbox", "mask")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.export import store as store_module
+from backend import files as files_module
 from backend.export.check import check_stage3_dir
 from backend.export.live import LiveExporter
 from backend.export.store import Stage3Store
@@ -92,7 +92,7 @@ def test_failing_replace_keeps_the_previous_dataset(tmp_path, monkeypatch):
     def crash(src, dst):
         raise OSError("disk gone")
 
-    monkeypatch.setattr(store_module.os, "replace", crash)
+    monkeypatch.setattr(files_module.os, "replace", crash)  # the one atomic writer (backend.files)
     with pytest.raises(OSError):
         store.rebuild()
     monkeypatch.undo()
