@@ -33,7 +33,7 @@ from .processing import (
     upscale_mask_logits,
 )
 from .results import Answer, Caption, GenerationResult, Location, Region, clean_answer, phrases_for_locations
-from .session import ImageSession, additive_mask, copy_cache, suffix_prefill_mask
+from .session import ImageSession, copy_cache, prefill_suffixes
 from .versioning import checkpoint_version
 
 GROUNDED_PER_IMAGE = 64  # expressions whose locations an image session remembers for refine()
@@ -158,17 +158,9 @@ class NextChat:
         results: list[GenerationResult] = []
         for start in range(0, len(turns), self.max_batch):
             chunk = [self.suffix_embeddings(session, turn, []) for turn in turns[start:start + self.max_batch]]
-            lengths = [len(e) for e in chunk]
-            width = max(lengths)
-            padded = torch.stack([torch.cat([e.new_zeros((width - len(e), e.shape[1])), e]) for e in chunk])
-            allowed = suffix_prefill_mask(session.prefix_len, lengths, self.device)
-            positions = torch.stack([torch.arange(width, device=self.device) - (width - n) for n in lengths])
-            positions = positions.clamp(min=0) + session.prefix_len
-            cache = copy_cache(session.prefix_cache, self.model.config.llama, repeats=len(chunk))
-            mask = additive_mask(allowed, padded.dtype)
-            logits, _ = self.model.forward_embeds(padded, cache, attention_mask=mask, position_ids=positions)
-            decoded = decode_greedy_batch(self.model, cache, logits[:, -1].float(), allowed[:, -1],
-                                          positions[:, -1] + 1, self.ids, max_new_tokens, self._should_stop)
+            pre = prefill_suffixes(self.model, session, chunk)
+            decoded = decode_greedy_batch(self.model, pre.cache, pre.logits[:, -1].float(), pre.allowed[:, -1],
+                                          pre.positions[:, -1] + 1, self.ids, max_new_tokens, self._should_stop)
             results += self.finish_many(session, decoded)
         return results
 

@@ -8,6 +8,7 @@ image; each prompt copies its cache and runs only its own suffix.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 from PIL import Image
@@ -61,3 +62,27 @@ def suffix_prefill_mask(prefix_len: int, suffix_lens: list[int], device) -> torc
     suffix_part = (key <= query)[None] & (key[None] >= pads)
     prefix_part = torch.ones((len(suffix_lens), width, prefix_len), dtype=torch.bool, device=device)
     return torch.cat([prefix_part, suffix_part], dim=-1)
+
+
+class SuffixPrefill(NamedTuple):
+    logits: torch.Tensor     # [B, S, V] after each left-padded suffix
+    hidden: torch.Tensor     # [B, S, H] last-layer hidden states
+    cache: DynamicCache      # the prefix's KV repeated B times, then the suffixes
+    allowed: torch.Tensor    # [B, S, P + S] bool: what each position may attend to (pads never)
+    positions: torch.Tensor  # [B, S] position ids (pads clamped to the first suffix position)
+
+
+def prefill_suffixes(model, session: ImageSession, suffixes: list[torch.Tensor]) -> SuffixPrefill:
+    """One forward of several prompt suffixes ([n_i, H] embeddings each) after the image's cached prefix,
+    left-padded into one batch: what batched decoding and the stage-3 feature cache both start from."""
+    device = suffixes[0].device
+    lengths = [len(e) for e in suffixes]
+    width = max(lengths)
+    padded = torch.stack([torch.cat([e.new_zeros((width - len(e), e.shape[1])), e]) for e in suffixes])
+    allowed = suffix_prefill_mask(session.prefix_len, lengths, device)
+    positions = torch.stack([torch.arange(width, device=device) - (width - n) for n in lengths])
+    positions = positions.clamp(min=0) + session.prefix_len
+    cache = copy_cache(session.prefix_cache, model.config.llama, repeats=len(suffixes))
+    logits, hidden = model.forward_embeds(padded, cache, attention_mask=additive_mask(allowed, padded.dtype),
+                                          position_ids=positions)
+    return SuffixPrefill(logits, hidden, cache, allowed, positions)

@@ -28,7 +28,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from .. import prompts
-from ..session import additive_mask, copy_cache, suffix_prefill_mask
+from ..session import prefill_suffixes
 from .delta import frozen_base_hash
 from .templates import ANSWER_MARKUP, question_turn
 
@@ -154,16 +154,7 @@ def teacher_forced_at_hidden(nc, image: Image.Image, turns: list[prompts.UserTur
     out = []
     for start in range(0, len(turns), nc.max_batch):
         chunk = [suffix_with_answer(nc, session, turn) for turn in turns[start:start + nc.max_batch]]
-        lengths = [len(e) for e in chunk]
-        width = max(lengths)
-        padded = torch.stack([torch.cat([e.new_zeros((width - len(e), e.shape[1])), e]) for e in chunk])
-        allowed = suffix_prefill_mask(session.prefix_len, lengths, nc.device)
-        positions = torch.stack([torch.arange(width, device=nc.device) - (width - n) for n in lengths])
-        positions = positions.clamp(min=0) + session.prefix_len
-        cache = copy_cache(session.prefix_cache, nc.model.config.llama, repeats=len(chunk))
-        _, hidden = nc.model.forward_embeds(padded, cache, attention_mask=additive_mask(allowed, padded.dtype),
-                                            position_ids=positions)
-        out.append(hidden[:, -1])
+        out.append(prefill_suffixes(nc.model, session, chunk).hidden[:, -1])
     return torch.cat(out)
 
 
