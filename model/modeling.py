@@ -106,7 +106,7 @@ class NextChatModel(nn.Module):
 
     @torch.no_grad()
     def decode_masks(self, hidden_at: torch.Tensor, image_embedding: torch.Tensor):
-        """SAM masks for k locations: (boxes_norm [k,4], low-res logits [k,1,256,256], iou [k])."""
+        """SAM masks for k locations: (boxes_norm [k,4], low-res logits [k,1,S/4,S/4], iou [k])."""
         boxes_norm, prompts = self.locate(hidden_at)
         low_res, iou = self.sam_masks(boxes_norm, image_embedding, prompts)
         return boxes_norm, low_res, iou

@@ -120,7 +120,8 @@ class NextChat:
     @torch.no_grad()
     def sam_embedding(self, session: ImageSession) -> torch.Tensor:
         if session.sam_embedding is None:
-            pixels = sam_pixel_values(session.image)[None].to(self.device, self.dtype)
+            size = self.model.sam.image_encoder.img_size   # 1024 in the release; read from the weights
+            pixels = sam_pixel_values(session.image, size)[None].to(self.device, self.dtype)
             session.sam_embedding = self.model.sam.image_encoder(pixels)
         return session.sam_embedding
 

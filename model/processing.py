@@ -3,7 +3,8 @@
 Frames:
 - *square*: the image centre-padded to its long side (CLIP's expand-to-square, SAM's pad).
 - *normalised*: square coordinates divided by the long side, xyxy in [0, 1] for in-image boxes.
-- *sam*: the 1024 x 1024 padded SAM input frame (= normalised x 1024).
+- *sam*: the S x S padded SAM input frame (= normalised x S); S is SAM's input size, read from its
+  weights (1024 in the release). Mask logits are compared and upscaled in the 1024 frame whatever S.
 """
 
 from __future__ import annotations
@@ -188,7 +189,7 @@ def sam_resized_size(frame: ImageFrame, target: int = SAM_SIZE) -> tuple[int, in
 
 
 def sam_pixel_values(image: Image.Image, target: int = SAM_SIZE) -> torch.Tensor:
-    """RGB image -> [3, 1024, 1024] fp32: bilinear resize, normalise, centre pad with zeros."""
+    """RGB image -> [3, target, target] fp32: bilinear resize, normalise, centre pad with zeros."""
     new_w, new_h = sam_resized_size(ImageFrame.of(image), target)
     resized = torch.from_numpy(np.array(image.resize((new_w, new_h), resample=Image.BILINEAR)))
     pixels = resized.permute(2, 0, 1).float()
@@ -200,7 +201,7 @@ def sam_pixel_values(image: Image.Image, target: int = SAM_SIZE) -> torch.Tensor
 
 
 def upscale_mask_logits(low_res_logits: torch.Tensor, size: int = SAM_SIZE) -> torch.Tensor:
-    """SAM's [k,1,256,256] logits -> [k,1,size,size], bilinear, align_corners=False."""
+    """SAM's low-res [k,1,S/4,S/4] logits -> [k,1,size,size], bilinear, align_corners=False."""
     return F.interpolate(low_res_logits.float(), size=(size, size), mode="bilinear", align_corners=False)
 
 

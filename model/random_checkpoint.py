@@ -48,16 +48,17 @@ _CORPUS = " ".join([SYSTEM, REC_TEMPLATE.format(expr="the red car"), REG_TEMPLAT
                     "What is in the picture? A cat sitting on a blue chair near the window, 0 1 2 3 4 5 6 7 8 9."])
 
 
-def train_tokenizer(vocab: int, out_dir: Path) -> int:
-    """A byte-fallback BPE sentencepiece model; padded with placeholder pieces up to ``vocab``."""
+def train_tokenizer(vocab: int, out_dir: Path, corpus: list[str] | None = None, symbols: tuple[str, ...] = ()) -> int:
+    """A byte-fallback BPE sentencepiece model trained on ``corpus`` (default: a few prompt sentences),
+    padded with placeholder pieces up to ``vocab``; ``symbols`` are pieces kept whole (spaces as "▁")."""
     model = io.BytesIO()
     base = min(vocab, 400)
     padding = [f"<extra_{i}>" for i in range(vocab - base)]
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter([_CORPUS] * 20), model_writer=model, vocab_size=vocab, model_type="bpe",
+        sentence_iterator=iter(corpus or [_CORPUS] * 20), model_writer=model, vocab_size=vocab, model_type="bpe",
         byte_fallback=True, unk_id=0, bos_id=1, eos_id=2, pad_id=-1, normalization_rule_name="identity",
         remove_extra_whitespaces=False, split_digits=True, hard_vocab_limit=False,
-        user_defined_symbols=padding, minloglevel=2,
+        user_defined_symbols=[*symbols, *padding], minloglevel=2,
     )
     (out_dir / "tokenizer.model").write_bytes(model.getvalue())
     sp = spm.SentencePieceProcessor(model_proto=model.getvalue())
@@ -89,8 +90,9 @@ def nextchat_config(spec: dict, vocab: int) -> dict:
 
 def sam_dims(spec: dict) -> dict:
     sam = spec["sam"]
-    return dict(img_size=1024, patch=16, embed_dim=sam["embed_dim"], depth=sam["depth"], heads=sam["heads"],
-                mlp_ratio=4.0, window=sam["window"], global_blocks=sam["global_blocks"], prompt_dim=sam["prompt_dim"],
+    return dict(img_size=sam.get("img_size", 1024), patch=16, embed_dim=sam["embed_dim"], depth=sam["depth"],
+                heads=sam["heads"], mlp_ratio=sam.get("mlp_ratio", 4.0), window=sam["window"],
+                global_blocks=sam["global_blocks"], prompt_dim=sam["prompt_dim"],
                 mask_in_chans=sam["mask_in_chans"], decoder_depth=2, decoder_mlp=sam["decoder_mlp"],
                 decoder_heads=sam["decoder_heads"], multimask=3, iou_depth=3, iou_hidden=sam["iou_hidden"])
 

@@ -22,7 +22,7 @@ class GenerationResult:
     ious: torch.Tensor              # [k] SAM iou predictions
     masks: torch.Tensor             # [k,H,W] bool at the original size, not filtered by iou
     logits: torch.Tensor | None = None              # [steps,V] with output_logits=True
-    low_res_mask_logits: torch.Tensor | None = None  # [k,1,256,256] SAM decoder output
+    low_res_mask_logits: torch.Tensor | None = None  # [k,1,S/4,S/4] SAM decoder output (S: SAM input size)
     seg_prompts: torch.Tensor | None = None          # [k,T,D] seg_prompt_mlp tokens SAM got per location
 
     def mask_logits_1024(self) -> torch.Tensor:

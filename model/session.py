@@ -24,7 +24,7 @@ class ImageSession:
     image: Image.Image
     frame: ImageFrame
     image_tokens: torch.Tensor                   # [N, hidden] projected CLIP features
-    sam_embedding: torch.Tensor | None = None    # [1, C, 64, 64], computed on first use
+    sam_embedding: torch.Tensor | None = None    # [1, C, S/16, S/16], computed on first use
     prefix_ids: list[int] = field(default_factory=list)
     prefix_cache: DynamicCache | None = None     # KV of prefix_ids, batch 1
     # (expression, max_new_tokens) -> Location of each region ``ground`` found, for clicks that refine them
