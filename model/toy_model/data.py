@@ -1,0 +1,94 @@
+"""Toy-world scenes prepared once for training: the model's own inputs, computed as inference computes them.
+
+For each scene: CLIP's pixels (model.processing.clip_pixel_values, fp16 to halve the memory), SAM's pixels
+at SAM's input size (sam_pixel_values), every object's box (normalised xyxy in the padded square) and
+mask in SAM's padded frame (model.stage3.data.target_1024 at that size), and where the image lies in
+that frame. The scenes keep their language (expressions, descriptions, caption); images and full-size
+masks are dropped.
+
+Patch targets (the CLIP tower's stand-in for pretraining, toy_model.train): the padded square cut into
+the tower's g x g patch grid (SAM's frame and CLIP's crop are both that square), each cell labelled with
+the object covering most of it when it covers at least a quarter of the cell (category index + 1, and
+its colour index + 1; 0 for none), else 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..processing import ClipPreprocessConfig, ImageFrame, boxes_pixels_to_norm, clip_pixel_values, sam_pixel_values
+from ..stage3.data import target_1024, valid_region_1024
+from ..toy_world import CATEGORIES, Scene, make_scene
+from ..toy_world.world import RGB
+
+LONG_SIDES = (256,)   # the layout is checked at 256: other sizes draw a scene twice
+COLOURS = tuple(RGB)
+MIN_CELL_COVER = 0.25
+
+
+@dataclass
+class SceneCache:
+    scenes: list[Scene]             # language and boxes only (image=None, masks dropped)
+    clip_pixels: torch.Tensor       # [N, 3, c, c] fp16
+    sam_pixels: torch.Tensor        # [N, 3, S, S] fp16
+    boxes: list[torch.Tensor]       # per scene [k, 4] normalised xyxy
+    masks: list[torch.Tensor]       # per scene [k, S, S] uint8 0/1 in SAM's padded frame
+    valid: list[torch.Tensor]       # per scene [S, S] bool: the image inside the padding
+    patch_categories: torch.Tensor  # [N, g*g] long: category index + 1 of each CLIP patch, 0 none
+    patch_colours: torch.Tensor     # [N, g*g] long: colour index + 1, 0 none
+
+    def __len__(self) -> int:
+        return len(self.scenes)
+
+
+def scene_long_side(seed: int, index: int) -> int:
+    return random.Random(f"toy-size-{seed}-{index}").choice(LONG_SIDES)
+
+
+def build_cache(seed: int, count: int, clip_config: ClipPreprocessConfig, sam_size: int,
+                style: str = "plain", log=None, patch_size: int = 14) -> SceneCache:
+    n, side = count, clip_config.crop_height
+    clip = torch.empty((n, 3, side, clip_config.crop_width), dtype=torch.float16)
+    sam = torch.empty((n, 3, sam_size, sam_size), dtype=torch.float16)
+    grid = clip_config.crop_height // patch_size
+    scenes, boxes, masks, valid, categories, colours = [], [], [], [], [], []
+    for index in range(count):
+        scene = make_scene(seed, index, long_side=scene_long_side(seed, index), style=style)
+        clip[index] = clip_pixel_values(scene.image, clip_config).half()
+        sam[index] = sam_pixel_values(scene.image, sam_size).half()
+        frame = ImageFrame(scene.width, scene.height)
+        boxes.append(boxes_pixels_to_norm([o.box for o in scene.objects], frame))
+        stacked = [target_1024(o.mask.astype(np.uint8) * 255, sam_size) > 127 for o in scene.objects]
+        masks.append(torch.from_numpy(np.stack(stacked) if stacked else np.zeros((0, sam_size, sam_size), bool))
+                     .to(torch.uint8))
+        valid.append(torch.from_numpy(valid_region_1024(frame, sam_size)))
+        category, colour = patch_targets(scene, masks[-1], grid)
+        categories.append(category)
+        colours.append(colour)
+        scenes.append(light(scene))
+        if log and (index + 1) % 1000 == 0:
+            log(f"  {index + 1} scenes")
+    return SceneCache(scenes, clip, sam, boxes, masks, valid, torch.stack(categories), torch.stack(colours))
+
+
+def patch_targets(scene: Scene, masks: torch.Tensor, grid: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """[k, S, S] masks in the padded square -> per-cell (category + 1, colour + 1) of a grid x grid cut."""
+    if not len(masks):
+        return torch.zeros(grid * grid, dtype=torch.long), torch.zeros(grid * grid, dtype=torch.long)
+    cover = torch.nn.functional.adaptive_avg_pool2d(masks.float()[None], grid)[0].flatten(1)   # [k, g*g]
+    best, owner = cover.max(dim=0)
+    category = torch.tensor([CATEGORIES.index(o.category) + 1 for o in scene.objects])[owner]
+    colour = torch.tensor([COLOURS.index(o.colour) + 1 if o.colour else 0 for o in scene.objects])[owner]
+    covered = best >= MIN_CELL_COVER
+    return category * covered, colour * covered
+
+
+def light(scene: Scene) -> Scene:
+    """The scene without its pixels (its language and boxes are what training reads)."""
+    objects = tuple(dataclasses.replace(o, mask=None) for o in scene.objects)
+    return dataclasses.replace(scene, image=None, objects=objects)
