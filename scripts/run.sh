@@ -2,7 +2,8 @@
 # Set up (idempotent) and run the product.
 # - With NEXTCHAT_CHECKPOINT (and NEXTCHAT_VISION_TOWER) set: serve the real model as a Label Studio ML
 #   backend on $PORT (default 9090), on the GPU when one is visible (DEVICE/DTYPE override).
-# - Otherwise: the no-GPU demo (Label Studio + the backend with a tiny random checkpoint).
+# - Otherwise: the no-GPU demo (Label Studio + the backend with the toy model in weights/nextchat-toy;
+#   `--random`: a tiny random checkpoint).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

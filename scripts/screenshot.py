@@ -3,9 +3,10 @@
 
     .venv/bin/python scripts/screenshot.py [--out docs/screenshots] [--configs brush region_qa ...]
 
-By default it starts its own Label Studio 1.23.2 (from .venv-ls) and backend (a random tiny
-checkpoint, so the predictions are meaningless but shaped right) on free loopback ports, creates one
-project per config with a generated image (three pages of different sizes for a valueList config; task
+By default it starts its own Label Studio 1.23.2 (from .venv-ls) and backend (the toy model shipped in
+weights/nextchat-toy, docs/toy-model.md; `--random`: a random tiny checkpoint, whose predictions are
+meaningless but shaped right) on free loopback ports, creates one project per config with a toy-world
+scene (three pages of different sizes for a valueList config; task
 data from backend.dev.samples), retrieves predictions, then logs in with Chromium, opens each task (a
 multi-image task on its second page, `--page`), selects its first predicted region and saves
 docs/screenshots/<config>.png. Everything it started is stopped at the end.
@@ -31,13 +32,12 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from backend.dev.demo import LABEL_CONFIG_DIR, draw_sample_image  # noqa: E402 - after the sys.path line above
+from backend.dev.demo import LABEL_CONFIG_DIR, TOY_CHECKPOINT, draw_sample_image  # noqa: E402 - after sys.path
 from backend.dev.harness import free_port, start_backend, start_label_studio  # noqa: E402
 from backend.dev.samples import is_multi_image, sample_task_data  # noqa: E402
 
-# configs whose random-model predictions the UI renders quickly (a random mask's outline can split into
-# thousands of polygons, which Label Studio's canvas draws very slowly)
-DEFAULT_CONFIGS = ("region_descriptions", "brush", "region_qa")
+# the demo's main workflows: labels -> boxes + polygons, brush masks, a caption, a typed expression, a drawn box
+DEFAULT_CONFIGS = ("boxes_polygons", "brush", "grounded_caption", "referring_prompt", "region_descriptions")
 # as the machine notes say: without the background-networking flags Chromium keeps trying closed hosts
 CHROMIUM_ARGS = [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -58,6 +58,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--configs", nargs="+", default=list(DEFAULT_CONFIGS),
                         help="label_config/<name>.xml to shoot (own Label Studio mode)")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser.add_argument("--random", action="store_true", help="a random tiny checkpoint instead of the toy model")
     parser.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for a page to render")
     parser.add_argument("--url", help="an existing Label Studio (then --username --password --project --task)")
     parser.add_argument("--username")
@@ -145,7 +146,7 @@ def make_projects(ls, configs: list[str], backend_url: str, work: Path) -> list[
                   for page, size in enumerate(sizes)]
         project = ls.create_project(f"NExT-Chat: {name}", xml)
         (task_id,) = ls.import_tasks(project["id"], [sample_task_data(xml, upload_urls(ls, images), TEXT_INPUTS)])
-        ls.connect_ml_backend(project["id"], backend_url, title="NExT-Chat (random tiny weights)")
+        ls.connect_ml_backend(project["id"], backend_url, title="NExT-Chat")
         ls.retrieve_predictions(project["id"])
         stored = ls.list_predictions(task_id=task_id)
         if not stored or not stored[0]["result"]:
@@ -157,9 +158,11 @@ def make_projects(ls, configs: list[str], backend_url: str, work: Path) -> list[
 def own_label_studio(args: argparse.Namespace, sync_playwright) -> int:
     with tempfile.TemporaryDirectory(prefix="nextchat-screenshot-") as tmp:
         work = Path(tmp)
-        checkpoint = work / "checkpoint"
-        subprocess.run([sys.executable, "-m", "model.random_checkpoint", "--size", "tiny", "--out", str(checkpoint)],
-                       cwd=REPO_ROOT, check=True, capture_output=True)
+        checkpoint = TOY_CHECKPOINT
+        if args.random:
+            checkpoint = work / "checkpoint"
+            subprocess.run([sys.executable, "-m", "model.random_checkpoint", "--size", "tiny", "--out",
+                            str(checkpoint)], cwd=REPO_ROOT, check=True, capture_output=True)
         server = start_label_studio(work / "ls-data", work / "files", free_port(), username="shots@example.com")
         backend = None
         try:

@@ -1,14 +1,15 @@
 """`python -m backend demo`: Label Studio 1.23.2 and this backend on loopback, with sample projects.
 
     python -m backend demo [--workdir runs/demo] [--ls-port 8080] [--backend-port 9090]
-                           [--checkpoint DIR --vision-tower DIR]
+                           [--checkpoint DIR --vision-tower DIR | --random]
 
 Starts Label Studio from its own venv (.venv-ls, made by scripts/install_label_studio.sh) as a
-separate process, and `python -m backend serve` with a tiny *random* checkpoint (made once by
-`python -m model.random_checkpoint --size tiny`). Creates one project per config in label_config/
-with generated images (local files and uploads; task data from backend.dev.samples: a list of pages
-for a valueList config, per-task labels for a dynamic-labels one), connects the backend, retrieves
-predictions, and prints the URL and login. Ctrl-C stops both. The process helpers are in backend.dev.harness.
+separate process, and `python -m backend serve` with the toy NExT-Chat shipped in weights/nextchat-toy
+(docs/toy-model.md; `--random`: a tiny random checkpoint instead). Creates one project per config in
+label_config/ with toy-world scenes the toy model never saw (local files and uploads; task data from
+backend.dev.samples: a list of pages for a valueList config, per-task labels for a dynamic-labels one),
+connects the backend, retrieves predictions, and prints the URL and login. Ctrl-C stops both. The process
+helpers are in backend.dev.harness.
 """
 
 from __future__ import annotations
@@ -37,35 +38,27 @@ from backend.dev.samples import accepts_file_upload, is_multi_image, sample_task
 from backend.studio.client import LabelStudioClient, LabelStudioError
 
 LABEL_CONFIG_DIR = REPO_ROOT / "label_config"
+TOY_CHECKPOINT = REPO_ROOT / "weights" / "nextchat-toy"
 
 
 # ---- sample data -------------------------------------------------------------------------------
 SAMPLE_SIZES = ((640, 480), (480, 360), (360, 480))
+# Toy-world scenes of a seed the toy model never trained on (training: seed 0, stage 3: seed 1).
+DEMO_SEED = 2026
+
+
+def sample_scene(size: tuple[int, int], seed: int):
+    """Toy-world scene ``seed`` of DEMO_SEED drawn at ``size`` (model.toy_world): the image and its truth."""
+    from model.toy_world import draw_scene, scene_layout
+
+    width, height = size
+    return draw_scene(scene_layout(DEMO_SEED, seed), width, height)
 
 
 def draw_sample_image(path: Path, size: tuple[int, int], seed: int) -> Path:
-    """A simple street-like scene (sky, road, a 'car', a 'person', a 'dog') so regions have something to sit on."""
-    import random
-
-    from PIL import Image, ImageDraw
-
-    rng = random.Random(seed)
-    width, height = size
-    image = Image.new("RGB", size, (135, 190, 235))
-    draw = ImageDraw.Draw(image)
-    draw.rectangle([0, int(height * 0.65), width, height], fill=(90, 90, 95))
-    car_x = rng.randint(0, width // 2)
-    car_y = int(height * 0.55)
-    draw.rectangle([car_x, car_y, car_x + width // 3, car_y + height // 8], fill=(200, 30, 40))
-    for wheel_x in (car_x + width // 15, car_x + width // 4):
-        draw.ellipse([wheel_x - 12, car_y + height // 9, wheel_x + 12, car_y + height // 9 + 24], fill=(20, 20, 20))
-    person_x = rng.randint(width // 2, width - 40)
-    draw.ellipse([person_x, int(height * 0.30), person_x + 30, int(height * 0.30) + 30], fill=(240, 200, 160))
-    draw.rectangle([person_x + 5, int(height * 0.30) + 30, person_x + 25, int(height * 0.62)], fill=(30, 60, 160))
-    dog_x = rng.randint(10, width - 90)
-    draw.ellipse([dog_x, int(height * 0.72), dog_x + 80, int(height * 0.72) + 40], fill=(140, 90, 40))
+    """A toy-world street scene (cars, people, dogs, trees, ...) at ``size``, saved as ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
+    sample_scene(size, seed).image.save(path)
     return path
 
 
@@ -98,7 +91,7 @@ def create_demo_projects(ls: LabelStudioClient, backend_url: str, files_root: Pa
         ls.import_tasks(project["id"], [sample_task_data(xml, local_urls if multi else local_urls[:1])])
         if not multi and accepts_file_upload(xml):
             ls.upload_files(project["id"], uploads)
-        ls.connect_ml_backend(project["id"], backend_url, title="NExT-Chat (random demo weights)")
+        ls.connect_ml_backend(project["id"], backend_url, title="NExT-Chat (demo weights)")
         ls.retrieve_predictions(project["id"])
         projects.append(project)
         print(f"  project {project['id']}: {config_path.stem}", flush=True)
@@ -120,7 +113,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="Label Studio data, images, checkpoint and logs (kept between runs)")
     parser.add_argument("--ls-port", type=int, default=8080, help="Label Studio port on 127.0.0.1 (0: any free)")
     parser.add_argument("--backend-port", type=int, default=9090, help="backend port on 127.0.0.1 (0: any free)")
-    parser.add_argument("--checkpoint", type=Path, help="NExT-Chat checkpoint (default: a random tiny one)")
+    parser.add_argument("--checkpoint", type=Path,
+                        help="NExT-Chat checkpoint (default: the toy model shipped in weights/nextchat-toy)")
+    parser.add_argument("--random", action="store_true",
+                        help="use a tiny random checkpoint instead (meaningless predictions, for wiring checks)")
     parser.add_argument("--vision-tower", type=Path, help="CLIP vision tower (default: CHECKPOINT/vision_tower)")
     return parser.parse_args(argv)
 
@@ -136,6 +132,8 @@ def pick_port(requested: int, what: str) -> int:
 def ensure_checkpoint(args: argparse.Namespace) -> tuple[Path, Path]:
     if args.checkpoint:
         return args.checkpoint, args.vision_tower or args.checkpoint / "vision_tower"
+    if not args.random:
+        return TOY_CHECKPOINT, TOY_CHECKPOINT / "vision_tower"
     checkpoint = args.workdir / "random-tiny-checkpoint"
     if not (checkpoint / "config.json").is_file():
         print(f"making a random tiny checkpoint in {checkpoint} ...", flush=True)
@@ -156,7 +154,16 @@ def load_login(workdir: Path) -> dict:
     return login
 
 
-def print_banner(server: LabelStudioServer, backend_url: str, first_project: dict, backend_log: Path) -> None:
+TOY_NOTE = """the toy NExT-Chat (weights/nextchat-toy, docs/toy-model.md): the release's
+architecture at 2M parameters, trained by this project on toy-world scenes (cars, people, dogs, trees,
+traffic lights, puddles, balls). The demo's images are toy-world scenes it never saw; on other images
+its answers mean little."""
+RANDOM_NOTE = """a tiny RANDOM checkpoint (--random). Its predictions are MEANINGLESS: they only show
+that boxes, polygons, masks and descriptions flow into Label Studio in the right shape."""
+
+
+def print_banner(server: LabelStudioServer, backend_url: str, first_project: dict, backend_log: Path,
+                 model_note: str = TOY_NOTE) -> None:
     where = f"{server.url}/projects/{first_project['id']}/data"
     print(f"""
 Label Studio {LABEL_STUDIO_VERSION}: {where}
@@ -170,9 +177,8 @@ in another shell:
   export LABEL_STUDIO_URL={server.url}
   export LABEL_STUDIO_API_KEY={server.api_key}
 
-NOTE: the backend runs a tiny RANDOM checkpoint. Its predictions are MEANINGLESS: they only show
-that boxes, polygons, masks and descriptions flow into Label Studio in the right shape. For real
-predictions run `python -m backend serve --checkpoint AoZhang/nextchat-7b-336 ...` (docs/deploy.md).
+NOTE: the backend runs {model_note}
+For the released model run `python -m backend serve --checkpoint AoZhang/nextchat-7b-336 ...` (docs/deploy.md).
 
 Press Ctrl-C to stop Label Studio and the backend.""", flush=True)
 
@@ -211,7 +217,7 @@ def run_demo(args: argparse.Namespace) -> int:
             reconnect_projects(ls, projects, backend_url)
         else:
             projects = create_demo_projects(ls, backend_url, files_root, args.workdir / "uploads")
-        print_banner(server, backend_url, projects[0], backend_log.resolve())
+        print_banner(server, backend_url, projects[0], backend_log.resolve(), RANDOM_NOTE if args.random else TOY_NOTE)
         while server.process.alive() and backend.alive():
             time.sleep(1)
         print("a process exited; see the logs in", args.workdir, file=sys.stderr)

@@ -1,0 +1,78 @@
+"""The shipped toy NExT-Chat (weights/nextchat-toy): the release's format, loaded by the release's loader,
+and answers that land on toy-world objects it never saw (seed 1000; training used seeds 0 and 1).
+
+The thresholds sit well below what benchmarks/toy_quality measures on 50 scenes (docs/toy-model.md), so
+they catch a broken model or a geometry slip, not noise; inference on CPU in fp32 is deterministic.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from model.nextchat import NextChat
+from model.toy_world import make_scene
+
+TOY = Path(__file__).resolve().parents[2] / "weights" / "nextchat-toy"
+SCENES = range(6)
+MIN_REC, MIN_DESCRIBE, MIN_MASK_CIOU = 0.25, 0.2, 0.25   # measured on these scenes: 0.41, 0.35, 0.42
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return NextChat.from_pretrained(TOY)
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    return [make_scene(1000, index) for index in SCENES]
+
+
+def box_iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
+    return ix * iy / union if union > 0 else 0.0
+
+
+def test_release_layout_and_size():
+    names = {p.name for p in TOY.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.model", "tokenizer_config.json",
+            "added_tokens.json", "vision_tower"} <= names
+    assert {"config.json", "model.safetensors", "preprocessor_config.json"} <= {
+        p.name for p in (TOY / "vision_tower").iterdir()}
+    total = sum(p.stat().st_size for p in TOY.rglob("*") if p.is_file())
+    assert total < 12e6, f"{total / 1e6:.1f} MB"
+    assert json.loads((TOY / "config.json").read_text())["model_type"] == "nextchat"
+
+
+def test_sam_input_size_is_read_from_the_weights(toy):
+    assert toy.model.sam.image_encoder.img_size == 256
+
+
+def test_referring_expressions_find_their_objects(toy, scenes):
+    hits = count = intersection = union = 0
+    for scene in scenes:
+        for obj in scene.objects:
+            regions = toy.ground(scene.image, obj.expressions[0])
+            count += 1
+            if regions:
+                hits += box_iou(regions[0].box, obj.box) >= 0.5
+                intersection += int((regions[0].mask & obj.mask).sum())
+                union += int((regions[0].mask | obj.mask).sum())
+            else:
+                union += int(obj.mask.sum())
+    assert hits / count >= MIN_REC, f"REC {hits}/{count}"
+    assert intersection / union >= MIN_MASK_CIOU, f"mask cIoU {intersection}/{union}"
+
+
+def test_descriptions_name_the_category(toy, scenes):
+    right = count = 0
+    for scene in scenes:
+        for obj in scene.objects:
+            text = toy.describe(scene.image, obj.box)
+            count += 1
+            right += f" {obj.category} " in f" {text.lower().rstrip('. ')} "
+    assert right / count >= MIN_DESCRIBE, f"descriptions {right}/{count}"
