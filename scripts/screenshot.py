@@ -36,8 +36,8 @@ from backend.dev.demo import LABEL_CONFIG_DIR, TOY_CHECKPOINT, draw_sample_image
 from backend.dev.harness import free_port, start_backend, start_label_studio  # noqa: E402
 from backend.dev.samples import is_multi_image, sample_task_data  # noqa: E402
 
-# the demo's main workflows: labels -> boxes + polygons, brush masks, a caption, a typed expression, a drawn box
-DEFAULT_CONFIGS = ("boxes_polygons", "brush", "grounded_caption", "referring_prompt", "region_descriptions")
+# the demo's main pre-annotation workflows: labels -> boxes + polygons, brush masks, a caption, a typed expression
+DEFAULT_CONFIGS = ("boxes_polygons", "brush", "grounded_caption", "referring_prompt")
 # as the machine notes say: without the background-networking flags Chromium keeps trying closed hosts
 CHROMIUM_ARGS = [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
