@@ -13,8 +13,6 @@ pre-labels again next), are rasterised and compared with the truth: measured her
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import requests
@@ -29,6 +27,7 @@ from backend.studio.geometry import (
     polygons_to_mask,
 )
 from model.toy_world import make_scene
+from tests.e2e.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -46,15 +45,6 @@ TRAIN_ENV = {
 }
 MIN_GAIN = 0.05
 
-
-def wait_until(predicate, timeout: float, what: str, log_tail=lambda: ""):
-    give_up_at = time.monotonic() + timeout
-    while time.monotonic() < give_up_at:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}\n{log_tail()}")
 
 
 @pytest.fixture(scope="module")

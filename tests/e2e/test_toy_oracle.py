@@ -24,6 +24,7 @@ from PIL import Image
 
 from backend.dev.demo import LABEL_CONFIG_DIR, TOY_CHECKPOINT, local_files_url, sample_scene
 from backend.dev.harness import free_port, start_backend
+from backend.predict.clicks import box_iou
 from backend.studio.client import LabelStudioError
 from backend.studio.geometry import percent_points_to_pixels, polygons_to_mask, rectangle_value_to_pixels
 from model.nextchat import NextChat
@@ -126,13 +127,6 @@ def test_rectangles_are_the_models_boxes_in_the_shown_frame(predicted_tasks):
         for (label, box), (want_label, want) in zip(stored, expected):
             assert label == want_label and np.allclose(box, want, atol=1.5), (path.name, box, want)
 
-
-def box_iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def matches(truth: list, found: list) -> int:

@@ -9,7 +9,6 @@ a second job. Few steps on one small image pair, so the whole module stays well 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ import requests
 from backend.dev.demo import draw_sample_image
 from backend.dev.harness import free_port, start_backend
 from backend.studio.client import LabelStudioError
+from tests.e2e.waiting import wait_until
 from tests.export.helpers import CONFIG_XML, polygon_item, text_item
 
 pytestmark = pytest.mark.e2e
@@ -41,15 +41,6 @@ def backend_json(url: str, path: str, method: str = "GET", **kwargs) -> dict:
     reply.raise_for_status()
     return reply.json()
 
-
-def wait_until(predicate, timeout: float, what: str, log_tail=lambda: ""):
-    give_up_at = time.monotonic() + timeout
-    while time.monotonic() < give_up_at:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}\n{log_tail()}")
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from backend.predict.clicks import box_iou
 from model.nextchat import NextChat
 from model.toy_world import make_scene
 
@@ -29,12 +30,6 @@ def toy():
 def scenes():
     return [make_scene(1000, index) for index in SCENES]
 
-
-def box_iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
-    return ix * iy / union if union > 0 else 0.0
 
 
 def test_release_layout_and_size():
