@@ -7,7 +7,8 @@ Public API:
     CATEGORIES                        the object categories (exact strings)
     make_scene(seed, index, long_side=256, style="plain") -> Scene
         scene `index` of `seed`, depending on (seed, index) only; long side `long_side` px, the short
-        side from the scene's aspect ratio (4:3, 3:4, 16:9, 1:1, 3:2 or 2:3); style "plain" or "striped"
+        side from the scene's aspect ratio (4:3, 3:4, 16:9, 1:1, 3:2 or 2:3); style "plain", "striped" or
+        "checkered" (objects' fills: flat, two-colour stripes, a checkerboard with near-white)
     make_scenes(seed, count, long_side=256, style="plain") -> Iterator[Scene]    scenes 0 .. count-1
     caption_text(scene, marker="") -> str
         the caption with each `{i}` marker replaced by `marker` ("<at> <boxes>"), or removed

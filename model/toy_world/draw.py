@@ -4,7 +4,8 @@ An object is a list of flat-coloured shapes (`Shape`), rasterised without anti-a
 mask is exactly the pixels the object painted. Pixel coordinates: x right, y down, a shape's box
 `(x0, y0, x1, y1)` in float pixels with x1, y1 exclusive. Body shapes get a darker one-pixel-ish
 outline (inside the shape, so the mask is unchanged) and, with style "striped", two-colour diagonal
-stripes (the colour and a darker shade).
+stripes (the colour and a darker shade); with style "checkered", a coarse checkerboard of the colour and
+near-white (half of a body looks like a bright background).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from PIL import Image, ImageDraw
 from .world import GROUND_RGB, RGB, SKY_RGB, STYLES, Layout, ObjectLayout
 
 SKIN = (234, 192, 150)
+CHECKER_RGB = (236, 236, 232)   # style "checkered": every other square of a body is near-white
+CHECKER_CELLS = 24              # squares across the image's long side
 DARK = (32, 32, 36)
 TROUSERS = (48, 48, 72)
 WINDOW = (190, 226, 246)
@@ -82,6 +85,11 @@ def paint(canvas: np.ndarray, footprint: np.ndarray, shape: Shape, style: str) -
         rows, cols = np.indices(footprint.shape)
         stripes = footprint & (((rows + cols) // period) % 2 == 1)
         canvas[stripes] = shade(shape.colour, 0.7)
+    elif style == "checkered":
+        period = max(3, round(max(width, height) / CHECKER_CELLS))
+        rows, cols = np.indices(footprint.shape)
+        squares = footprint & ((rows // period + cols // period) % 2 == 1)
+        canvas[squares] = CHECKER_RGB
     canvas[inner_edge(footprint, max(1, round(max(width, height) / 256)))] = shade(shape.colour, 0.45)
 
 

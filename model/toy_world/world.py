@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 CATEGORIES = ("car", "person", "dog", "tree", "traffic light", "puddle", "ball")
 GROUNDS = ("road", "grass", "sand")
-STYLES = ("plain", "striped")
+STYLES = ("plain", "striped", "checkered")
 
 # the colour attribute each category can take (None: the category has no colour attribute)
 CATEGORY_COLOURS: dict[str, tuple[str, ...] | None] = {

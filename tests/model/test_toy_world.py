@@ -164,12 +164,15 @@ def test_two_sizes_give_the_same_objects_with_scaled_boxes():
             assert max(abs(u - v) for u, v in zip(a.box, scaled)) <= 4, (a.box, b.box)
 
 
-def test_striped_style_keeps_the_truth():
+@pytest.mark.parametrize("style", ["striped", "checkered"])
+def test_styles_keep_the_truth(style):
     for index in range(4):
-        plain, striped = make_scene(0, index), make_scene(0, index, style="striped")
-        assert plain.objects == striped.objects
-        assert all(np.array_equal(a.mask, b.mask) for a, b in zip(plain.objects, striped.objects))
-        assert not np.array_equal(pixels(plain), pixels(striped))
+        plain, styled = make_scene(0, index), make_scene(0, index, style=style)
+        assert plain.objects == styled.objects
+        assert all(np.array_equal(a.mask, b.mask) for a, b in zip(plain.objects, styled.objects))
+        changed = np.any(pixels(plain) != pixels(styled), axis=-1)
+        bodies = np.logical_or.reduce([o.mask for o in plain.objects]) if plain.objects else changed
+        assert changed.any() and not (changed & ~bodies).any()   # only the objects are painted differently
     with pytest.raises(ValueError):
         make_scene(0, 0, style="dotted")
 
