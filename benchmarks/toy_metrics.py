@@ -1,19 +1,26 @@
 """The rules benchmarks/toy_quality.py scores by (its docstring states them): naming a category,
-one-to-one box matching, and a tally of ratios. Box IoU and mask IoU counts come from the project's
-homes (backend.predict.clicks.box_iou, model.stage3.metrics.iou_counts)."""
+one-to-one box matching, a label's Label Studio results against the toy world's truth, and a tally of
+ratios. Box IoU and mask IoU counts come from the project's homes (backend.predict.clicks.box_iou,
+model.stage3.metrics.iou_counts). The end-to-end tests score Label Studio's stored predictions by the
+same rules."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
 
+import numpy as np
+
 from backend.predict.clicks import box_iou
+from backend.studio.geometry import percent_points_to_pixels, polygons_to_mask, rectangle_value_to_pixels
+from model.stage3.metrics import iou_counts
 from model.toy_world import CATEGORIES
 
 IOU_THRESHOLD = 0.5
 _CATEGORY_RE = {category: re.compile(rf"\b{re.escape(category)}\b", re.IGNORECASE) for category in CATEGORIES}
 
-__all__ = ["IOU_THRESHOLD", "Tally", "box_iou", "categories_named", "greedy_matches", "names_category"]
+__all__ = ["IOU_THRESHOLD", "Tally", "box_iou", "categories_named", "greedy_matches", "label_box_matches",
+           "label_polygon_counts", "labelled", "names_category"]
 
 
 def categories_named(text: str) -> list[str]:
@@ -44,6 +51,33 @@ def greedy_matches(predicted: Sequence, truth: Sequence, threshold: float = IOU_
             used_t.add(j)
             matches.append((i, j))
     return matches
+
+
+def labelled(results: list[dict], kind: str, label: str) -> list[dict]:
+    """The values of the Label Studio results of type ``kind`` (e.g. "rectanglelabels") that carry ``label``."""
+    return [r["value"] for r in results if r.get("type") == kind and label in r["value"].get(kind, [])]
+
+
+def label_box_matches(results: list[dict], label: str, scene) -> tuple[int, int, int]:
+    """(matched, returned, true) for ``label``'s rectangles (percent -> pixels) against the scene's objects of
+    that category, matched one to one (greedy_matches)."""
+    boxes = [rectangle_value_to_pixels(v, scene.width, scene.height)
+             for v in labelled(results, "rectanglelabels", label)]
+    truth = [o.box for o in scene.objects if o.category == label]
+    return len(greedy_matches(boxes, truth)), len(boxes), len(truth)
+
+
+def label_polygon_counts(results: list[dict], label: str, scene) -> tuple[int, int]:
+    """(intersection, union) in pixels of the union of ``label``'s polygons (rasterised) and the union of the
+    masks of the scene's objects of that category."""
+    polygons = [percent_points_to_pixels(v["points"], scene.width, scene.height)
+                for v in labelled(results, "polygonlabels", label)]
+    drawn = polygons_to_mask(polygons, scene.height, scene.width)
+    truth = np.zeros((scene.height, scene.width), bool)
+    for obj in scene.objects:
+        if obj.category == label:
+            truth |= obj.mask
+    return iou_counts(drawn, truth)
 
 
 class Tally:

@@ -42,7 +42,6 @@ import torch
 
 from backend.http.app import create_app
 from backend.settings import load_settings
-from backend.studio.geometry import percent_points_to_pixels, polygons_to_mask, rectangle_value_to_pixels
 from backend.studio.labeling import parse_label_config
 from model import NextChat
 from model.stage3.metrics import iou_counts
@@ -50,7 +49,15 @@ from model.toy_world import CATEGORIES, make_scene
 
 from .common import emit_report
 from .report import _table
-from .toy_metrics import IOU_THRESHOLD, Tally, box_iou, greedy_matches, names_category
+from .toy_metrics import (
+    IOU_THRESHOLD,
+    Tally,
+    box_iou,
+    greedy_matches,
+    label_box_matches,
+    label_polygon_counts,
+    names_category,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TOY_CHECKPOINT = ROOT / "weights" / "nextchat-toy"  # where the shipped toy checkpoint lives
@@ -142,32 +149,18 @@ def predict(client, xml: str, scene) -> list[dict]:
     return reply.get_json()["results"][0]["result"]
 
 
-def labelled(results: list[dict], kind: str, label: str) -> list[dict]:
-    return [r["value"] for r in results if r.get("type") == kind and label in r["value"].get(kind, [])]
-
-
-def polygon_mask(values: list[dict], scene) -> np.ndarray:
-    polygons = [percent_points_to_pixels(v["points"], scene.width, scene.height) for v in values]
-    return polygons_to_mask(polygons, scene.height, scene.width)
-
-
 def backend_scene(client, xml: str, labels: list[str], scene, tally: Tally) -> None:
     results = predict(client, xml, scene)
     for label in labels:
-        boxes = [rectangle_value_to_pixels(v, scene.width, scene.height)
-                 for v in labelled(results, "rectanglelabels", label)]
-        objects = [o for o in scene.objects if o.category == label]
-        if not objects:
-            tally.add("backend_absent_empty", float(not boxes))
+        matched, returned, true = label_box_matches(results, label, scene)
+        if not true:
+            tally.add("backend_absent_empty", float(not returned))
             continue
-        matched = len(greedy_matches(boxes, [o.box for o in objects]))
         for name in ("backend_box_precision", f"backend_box_precision/{label}"):
-            tally.add(name, matched, len(boxes), len(boxes))
+            tally.add(name, matched, returned, returned)
         for name in ("backend_box_recall", f"backend_box_recall/{label}"):
-            tally.add(name, matched, len(objects), len(objects))
-        truth = np.logical_or.reduce([o.mask for o in objects])
-        inter, union = iou_counts(polygon_mask(labelled(results, "polygonlabels", label), scene), truth)
-        tally.add("backend_polygon_ciou", inter, union)
+            tally.add(name, matched, true, true)
+        tally.add("backend_polygon_ciou", *label_polygon_counts(results, label, scene))
 
 
 # ------------------------------------------------------------------------------ the run
