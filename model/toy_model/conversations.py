@@ -30,6 +30,9 @@ from ..toy_world import CATEGORIES, Scene, caption_text
 LOCATION = prompts.BOX_PLACEHOLDER
 TASKS = ("rec_object", "rec_category", "reg", "caption")
 TASK_WEIGHTS = (0.35, 0.25, 0.25, 0.15)
+# a category question asks for one of the scene's categories this often, else for any category (so that
+# "none" is a common answer: pre-annotation asks every label of a config, most of them absent)
+PRESENT_CATEGORY_SHARE = 0.6
 
 
 @dataclass
@@ -78,7 +81,7 @@ def caption_position(caption: str, index: int) -> int:
 
 def category_exchange(scene: Scene, rng: random.Random) -> Exchange:
     present = sorted({o.category for o in scene.objects})
-    category = rng.choice(present) if present and rng.random() < 0.75 else rng.choice(CATEGORIES)
+    category = rng.choice(present) if present and rng.random() < PRESENT_CATEGORY_SHARE else rng.choice(CATEGORIES)
     found = sorted((i for i, o in enumerate(scene.objects) if o.category == category),
                    key=lambda i: scene.objects[i].box[0])
     answer = "Answer: " + (" ".join([LOCATION] * len(found)) if found else "none") + " ."

@@ -9,7 +9,8 @@ masks are dropped.
 Patch targets (the CLIP tower's stand-in for pretraining, toy_model.train): the padded square cut into
 the tower's g x g patch grid (SAM's frame and CLIP's crop are both that square), each cell labelled with
 the object covering most of it when it covers at least a quarter of the cell (category index + 1, and
-its colour index + 1; 0 for none), else 0.
+its colour index + 1; 0 for none), else 0; and the box of that object (a detector's dense target: where a
+patch's object begins and ends is then readable in the patch itself).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class SceneCache:
     valid: list[torch.Tensor]       # per scene [S, S] bool: the image inside the padding
     patch_categories: torch.Tensor  # [N, g*g] long: category index + 1 of each CLIP patch, 0 none
     patch_colours: torch.Tensor     # [N, g*g] long: colour index + 1, 0 none
+    patch_boxes: torch.Tensor       # [N, g*g, 4] the box of the cell's object (normalised xyxy), 0 none
 
     def __len__(self) -> int:
         return len(self.scenes)
@@ -56,7 +58,7 @@ def build_cache(seed: int, count: int, clip_config: ClipPreprocessConfig, sam_si
     clip = torch.empty((n, 3, side, clip_config.crop_width), dtype=torch.float16)
     sam = torch.empty((n, 3, sam_size, sam_size), dtype=torch.float16)
     grid = clip_config.crop_height // patch_size
-    scenes, boxes, masks, valid, categories, colours = [], [], [], [], [], []
+    scenes, boxes, masks, valid, categories, colours, owner_boxes = [], [], [], [], [], [], []
     for index in range(count):
         scene = make_scene(seed, index, long_side=scene_long_side(seed, index), style=style)
         clip[index] = clip_pixel_values(scene.image, clip_config).half()
@@ -67,25 +69,36 @@ def build_cache(seed: int, count: int, clip_config: ClipPreprocessConfig, sam_si
         masks.append(torch.from_numpy(np.stack(stacked) if stacked else np.zeros((0, sam_size, sam_size), bool))
                      .to(torch.uint8))
         valid.append(torch.from_numpy(valid_region_1024(frame, sam_size)))
-        category, colour = patch_targets(scene, masks[-1], grid)
+        category, colour, owner = patch_targets(scene, masks[-1], grid)
         categories.append(category)
         colours.append(colour)
+        owner_boxes.append(patch_boxes(boxes[-1], owner))
         scenes.append(light(scene))
         if log and (index + 1) % 1000 == 0:
             log(f"  {index + 1} scenes")
-    return SceneCache(scenes, clip, sam, boxes, masks, valid, torch.stack(categories), torch.stack(colours))
+    return SceneCache(scenes, clip, sam, boxes, masks, valid, torch.stack(categories), torch.stack(colours),
+                      torch.stack(owner_boxes))
 
 
-def patch_targets(scene: Scene, masks: torch.Tensor, grid: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """[k, S, S] masks in the padded square -> per-cell (category + 1, colour + 1) of a grid x grid cut."""
+def patch_targets(scene: Scene, masks: torch.Tensor, grid: int) -> tuple[torch.Tensor, ...]:
+    """[k, S, S] masks in the padded square -> per cell of a grid x grid cut: (category + 1, colour + 1, the
+    index of the object it belongs to, -1 for none)."""
     if not len(masks):
-        return torch.zeros(grid * grid, dtype=torch.long), torch.zeros(grid * grid, dtype=torch.long)
+        none = torch.zeros(grid * grid, dtype=torch.long)
+        return none, none, none - 1
     cover = torch.nn.functional.adaptive_avg_pool2d(masks.float()[None], grid)[0].flatten(1)   # [k, g*g]
     best, owner = cover.max(dim=0)
     category = torch.tensor([CATEGORIES.index(o.category) + 1 for o in scene.objects])[owner]
     colour = torch.tensor([COLOURS.index(o.colour) + 1 if o.colour else 0 for o in scene.objects])[owner]
     covered = best >= MIN_CELL_COVER
-    return category * covered, colour * covered
+    return category * covered, colour * covered, torch.where(covered, owner, -1)
+
+
+def patch_boxes(boxes: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
+    """[k, 4] object boxes, [g*g] owner index (-1 none) -> [g*g, 4] each cell's object box, zeros for none."""
+    if not len(boxes):
+        return torch.zeros((len(owner), 4))
+    return torch.where((owner >= 0)[:, None], boxes[owner.clamp(min=0)], 0.0)
 
 
 def light(scene: Scene) -> Scene:

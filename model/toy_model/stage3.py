@@ -10,15 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from safetensors.torch import save_file
-
 from ..nextchat import NextChat
-from ..random_checkpoint import release_state_dict
 from ..stage3.delta import apply_delta
 from ..stage3.run import finetune
 from ..stage3.trainer import TrainConfig
 from ..toy_world import write_dataset
+from .recipe import write_weights
 
 
 @dataclass
@@ -39,7 +36,6 @@ def run_stage3(checkpoint_dir: Path, recipe: Stage3Recipe, work_dir: Path) -> di
                          val_fraction=0.1, seed=recipe.seed)
     outcome = finetune(nc, data_dir, work_dir / "run", config)
     apply_delta(nc, outcome.delta)
-    state = release_state_dict(nc.model, torch.float32)
-    save_file(state, str(Path(checkpoint_dir) / "model.safetensors"), metadata={"format": "pt"})
+    write_weights(nc.model, Path(checkpoint_dir))
     print(f"stage 3: {recipe.steps} steps on {recipe.scenes} scenes of seed {recipe.seed}", flush=True)
     return {"recipe": vars(recipe), "metrics": outcome.metrics["metrics"], "data": outcome.metrics["data"]}

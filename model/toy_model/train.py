@@ -12,8 +12,11 @@ pretrained one, taught by 400M image-text pairs). In place of that pretraining, 
 tower's selected features predict each patch's object category and colour (toy_model.data's patch
 targets) and its row and column in the grid (so that where a patch is stays readable in its features:
 the language model's RoPE gives relative positions only, and the boxes are read off what the ``<at>``
-token gathers); cross-entropy, weight ``patch_weight``. The probes are thrown away, only the tower keeps
-what they taught it. Schedule: linear warm-up, cosine decay; AdamW; gradients clipped at 1.0.
+token gathers); cross-entropy, weight ``patch_weight``. A fifth, linear, regresses the box of the
+patch's object (L1, weight ``patch_box_weight``, on patches that belong to an object): a detector's dense
+target, so that the ``<at>`` token only has to find a patch of the object, not work out its extent. The
+probes are thrown away, only the tower keeps what they taught it. Schedule: linear warm-up, cosine decay;
+AdamW; gradients clipped at 1.0.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from .losses import location_losses
 
 @dataclass
 class JointRecipe:
-    steps: int = 1500
+    steps: int = 6000
     batch_size: int = 16
     lr: float = 1e-3
     warmup: int = 150
@@ -46,6 +49,7 @@ class JointRecipe:
     sam_images: int = 8          # images of a step whose located objects train SAM
     sam_masks_per_image: int = 3
     patch_weight: float = 1.0
+    patch_box_weight: float = 2.0   # the box probe's L1 (as the box loss weighs L1)
     easy_steps: int = 0          # first steps drawn from scenes of at most ``easy_objects`` objects
     easy_objects: int = 2
     seed: int = 0
@@ -70,7 +74,8 @@ class JointTrainer:
         self.probes = torch.nn.ModuleDict({"category": torch.nn.Linear(width, len(CATEGORIES) + 1),
                                            "colour": torch.nn.Linear(width, len(COLOURS) + 1),
                                            "row": torch.nn.Linear(width, self.grid),
-                                           "column": torch.nn.Linear(width, self.grid)})
+                                           "column": torch.nn.Linear(width, self.grid),
+                                           "box": torch.nn.Linear(width, 4)})
         params = [p for p in [*model.parameters(), *clip.parameters(), *self.probes.parameters()] if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
         self.params = params
@@ -144,8 +149,13 @@ class JointTrainer:
         cells = torch.arange(self.grid * self.grid).expand(len(rows), -1)
         targets = {"category": self.cache.patch_categories[rows], "colour": self.cache.patch_colours[rows],
                    "row": cells // self.grid, "column": cells % self.grid}
-        return sum(F.cross_entropy(self.probes[name](features).flatten(0, 1), target.flatten())
-                   for name, target in targets.items())
+        classes = sum(F.cross_entropy(self.probes[name](features).flatten(0, 1), target.flatten())
+                      for name, target in targets.items())
+        covered = self.cache.patch_categories[rows] > 0                             # [B, N]
+        if not covered.any():
+            return classes
+        boxes = self.probes["box"](features)[covered]                               # [m, 4]
+        return classes + self.recipe.patch_box_weight * F.l1_loss(boxes, self.cache.patch_boxes[rows][covered])
 
     def mask_terms(self, rows: list[int], batch: ConversationBatch, hidden_at: torch.Tensor) -> dict:
         """SAM's clean mask loss over every located object of the batch (one decoder call per image)."""

@@ -141,6 +141,7 @@ def test_training_steps_lower_the_loss_and_the_checkpoint_loads(cache, tokenizer
         trainer.rng = random.Random(0)   # the same batch: the losses must fall
         last = trainer.step()
     assert last["lm"] < 0.7 * first["lm"] and last["mask"] < first["mask"] and last["box"] < first["box"]
+    assert last["patch"] < first["patch"]   # the probes (category, colour, row, column, box) learn too
     copy_tokenizer(tokenizer_dir, tmp_path)
     save_checkpoint(model.eval(), clip.eval(), raw, tmp_path)
     nc = NextChat.from_pretrained(tmp_path)
@@ -160,10 +161,14 @@ def test_patch_targets_name_the_object_under_each_cell(cache):
 
     grid = TOY_SPEC["clip"]["image"] // TOY_SPEC["clip"]["patch"]
     for index, scene in enumerate(cache.scenes):
-        categories, colours = patch_targets(scene, cache.masks[index], grid)
+        categories, colours, owners = patch_targets(scene, cache.masks[index], grid)
         assert torch.equal(categories, cache.patch_categories[index])
+        assert torch.equal(owners >= 0, categories > 0)
+        for cell_index in (owners >= 0).nonzero()[:, 0].tolist():   # a labelled cell carries its object's box
+            assert torch.equal(cache.patch_boxes[index][cell_index], cache.boxes[index][owners[cell_index]])
+        assert not cache.patch_boxes[index][owners < 0].any()
         cell = SAM_SIZE // grid
-        for obj, mask in zip(scene.objects, cache.masks[index]):
+        for number, (obj, mask) in enumerate(zip(scene.objects, cache.masks[index])):
             ys, xs = mask.nonzero(as_tuple=True)
             if not len(xs):
                 continue
@@ -172,4 +177,5 @@ def test_patch_targets_name_the_object_under_each_cell(cache):
             if covered > 0.6:   # a cell the object mostly fills is labelled with it
                 assert categories[y * grid + x] == CATEGORIES.index(obj.category) + 1
                 assert colours[y * grid + x] == (COLOURS.index(obj.colour) + 1 if obj.colour else 0)
+                assert torch.equal(cache.patch_boxes[index][y * grid + x], cache.boxes[index][number])
     assert (cache.patch_categories == 0).float().mean() > 0.3   # the sky and the ground are background
