@@ -24,9 +24,9 @@ from PIL import Image
 
 from backend.dev.demo import LABEL_CONFIG_DIR, TOY_CHECKPOINT, local_files_url, sample_scene
 from backend.dev.harness import free_port, start_backend
-from backend.predict.clicks import box_iou
 from backend.studio.client import LabelStudioError
-from backend.studio.geometry import percent_points_to_pixels, polygons_to_mask, rectangle_value_to_pixels
+from backend.studio.geometry import rectangle_value_to_pixels
+from benchmarks.toy_metrics import label_box_matches, label_polygon_counts
 from model.nextchat import NextChat
 from model.processing import to_rgb
 
@@ -39,9 +39,9 @@ PROMPTS = {"person": "person", "car": "car", "dog": "a dog", "traffic light": "t
 TASKS = [("upload", "png", (480, 360), 101), ("local-files", "jpeg", (360, 480), 102),
          ("http", "png", (512, 288), 103), ("upload", "exif", (480, 360), 104),
          ("local-files", "rgba", (400, 400), 105), ("http", "gray", (480, 320), 106)]
-# floors under what the model reaches on these scenes (recall 3/10, precision 3/24: it boxes every label,
-# present or not; docs/toy-model.md); the model-consistency test above is the exact one
-MIN_RECALL, MIN_PRECISION, MIN_POLYGON_CIOU = 0.2, 0.1, 0.1
+# floors under what the model reaches on these scenes through the backend in process (recall 6/10, precision
+# 6/17, polygon cIoU 0.39; docs/toy-model.md has 50 scenes' figures); the model-consistency test is the exact one
+MIN_RECALL, MIN_PRECISION, MIN_POLYGON_CIOU = 0.4, 0.25, 0.25
 
 
 def save_form(image: Image.Image, form: str, path: Path) -> Path:
@@ -129,44 +129,21 @@ def test_rectangles_are_the_models_boxes_in_the_shown_frame(predicted_tasks):
 
 
 
-def matches(truth: list, found: list) -> int:
-    """Greedy one-to-one matches at IoU >= 0.5 between (label, box) pairs of the same label."""
-    used, hits = set(), 0
-    for label, box in truth:
-        scored = [(box_iou(box, other), j) for j, (other_label, other) in enumerate(found)
-                  if other_label == label and j not in used]
-        best = max(scored, default=(0.0, None))
-        if best[0] >= 0.5:
-            used.add(best[1])
-            hits += 1
-    return hits
-
-
 def test_rectangles_land_on_the_objects(predicted_tasks):
-    truth_count = found_count = hits = 0
+    hits = found = truth = 0
     for scene, _, results in predicted_tasks.values():
-        truth = [(o.category, o.box) for o in scene.objects if o.category in LABELS]
-        found = stored_boxes(results)
-        truth_count, found_count = truth_count + len(truth), found_count + len(found)
-        hits += matches(truth, found)
-    assert truth_count >= 8, "the scenes hold enough labelled objects to judge"
-    assert hits / truth_count >= MIN_RECALL, f"recall {hits}/{truth_count}"
-    assert hits / max(1, found_count) >= MIN_PRECISION, f"precision {hits}/{found_count}"
+        for label in LABELS:
+            matched, returned, true = label_box_matches(results, label, scene)
+            hits, found, truth = hits + matched, found + returned, truth + true
+    assert truth >= 8, "the scenes hold enough labelled objects to judge"
+    assert hits / truth >= MIN_RECALL, f"recall {hits}/{truth}"
+    assert hits / max(1, found) >= MIN_PRECISION, f"precision {hits}/{found}"
 
 
 def test_polygons_cover_the_objects(predicted_tasks):
     intersection = union = 0
     for scene, _, results in predicted_tasks.values():
         for label in LABELS:
-            truth = np.zeros((scene.height, scene.width), bool)
-            for o in scene.objects:
-                if o.category == label:
-                    truth |= o.mask
-            drawn = np.zeros_like(truth)
-            for r in results:
-                if r["type"] == "polygonlabels" and r["value"]["polygonlabels"][0] == label:
-                    points = percent_points_to_pixels(r["value"]["points"], scene.width, scene.height)
-                    drawn |= polygons_to_mask([points], scene.height, scene.width).astype(bool)
-            intersection += int((truth & drawn).sum())
-            union += int((truth | drawn).sum())
+            inter, joint = label_polygon_counts(results, label, scene)
+            intersection, union = intersection + inter, union + joint
     assert union and intersection / union >= MIN_POLYGON_CIOU, f"polygon cIoU {intersection}/{union}"
