@@ -3,10 +3,11 @@
 
     .venv/bin/python scripts/click_check.py [--out docs/screenshots/click_to_mask.png]
 
-Starts its own Label Studio 1.23.2 and backend (a random tiny checkpoint, so the masks are meaningless
-but shaped right) on free loopback ports, creates a click_to_mask.xml project with one uploaded image,
-then in headless Chromium: picks the label, clicks on the image with the smart key point tool, Alt+clicks
-beside it, waits for the returned mask to be rendered as a suggestion, saves the screenshot, accepts the
+Starts its own Label Studio 1.23.2 and backend (the shipped toy model, weights/nextchat-toy, whose SAM
+learnt from box prompts only, so clicks are its weakest prompt; `--random`: a random tiny checkpoint, whose
+masks are meaningless but shaped right) on free loopback ports, creates a click_to_mask.xml project with one
+uploaded image, then in headless Chromium: picks the label, clicks on the image with the smart key point tool,
+Alt+clicks beside it, waits for the returned mask to be rendered as a suggestion, saves the screenshot, accepts the
 suggestion (✓) and reads the saved draft back. It prints each context the browser sent to
 /interactive-annotating (what the backend reads: is_positive, value.labels) and exits 1 when a step fails.
 Everything it started is stopped at the end.
@@ -32,7 +33,7 @@ sys.path.insert(0, str(REPO_ROOT / "scripts"))
 
 from screenshot import log_in, open_browser  # noqa: E402
 
-from backend.dev.demo import LABEL_CONFIG_DIR, draw_sample_image  # noqa: E402 - after the sys.path lines above
+from backend.dev.demo import LABEL_CONFIG_DIR, TOY_CHECKPOINT, draw_sample_image  # noqa: E402 - after sys.path
 from backend.dev.harness import free_port, start_backend, start_label_studio  # noqa: E402
 
 TIMEOUT_MS = 120_000
@@ -44,6 +45,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "screenshots" / "click_to_mask.png")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--steps", type=Path, help="also save a screenshot of every step in this folder")
+    parser.add_argument("--random", action="store_true", help="a random tiny checkpoint instead of the toy model")
     return parser.parse_args(argv)
 
 
@@ -216,9 +218,10 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("error: `.venv/bin/pip install playwright` first (it uses Debian's chromium)") from None
     with tempfile.TemporaryDirectory(prefix="nextchat-clicks-") as tmp:
         work = Path(tmp)
-        checkpoint = work / "checkpoint"
-        subprocess.run([sys.executable, "-m", "model.random_checkpoint", "--size", "tiny", "--out", str(checkpoint)],
-                       cwd=REPO_ROOT, check=True, capture_output=True)
+        checkpoint = work / "checkpoint" if args.random else TOY_CHECKPOINT
+        if args.random:
+            subprocess.run([sys.executable, "-m", "model.random_checkpoint", "--size", "tiny", "--out",
+                            str(checkpoint)], cwd=REPO_ROOT, check=True, capture_output=True)
         server = start_label_studio(work / "ls-data", work / "files", free_port(), username="clicks@example.com")
         backend = None
         try:
@@ -229,8 +232,9 @@ def main(argv: list[str] | None = None) -> int:
             config = (LABEL_CONFIG_DIR / "click_to_mask.xml").read_text()
             project = ls.create_project("NExT-Chat: click to mask", config)
             (task_id,) = ls.upload_files(project["id"], [draw_sample_image(work / "clicks.png", (640, 480), seed=3)])
-            ls.connect_ml_backend(project["id"], backend_url, title="NExT-Chat (random tiny weights)")
-            # no pre-annotation on opening the task: the random weights' masks would cover the whole image
+            ls.connect_ml_backend(project["id"], backend_url,
+                                  title="NExT-Chat (random tiny weights)" if args.random else "NExT-Chat (toy model)")
+            # no pre-annotation on opening the task: only what the clicks ask for
             ls.request_json("PATCH", f"/api/projects/{project['id']}",
                             json={"show_collab_predictions": False, "evaluate_predictions_automatically": False})
             with sync_playwright() as playwright:
