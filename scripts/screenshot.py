@@ -7,7 +7,9 @@ By default it starts its own Label Studio 1.23.2 (from .venv-ls) and backend (th
 weights/nextchat-toy, docs/toy-model.md; `--random`: a random tiny checkpoint, whose predictions are
 meaningless but shaped right) on free loopback ports, creates one project per config with a toy-world
 scene (three pages of different sizes for a valueList config; task
-data from backend.dev.samples), retrieves predictions, then logs in with Chromium, opens each task (a
+data from backend.dev.samples), retrieves predictions (for a config with nothing to pre-annotate, it draws a
+box around the scene's first object through Label Studio's interactive endpoint and stores the answer),
+then logs in with Chromium, opens each task (a
 multi-image task on its second page, `--page`), selects its first predicted region and saves
 docs/screenshots/<config>.png. Everything it started is stopped at the end.
 
@@ -32,7 +34,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from backend.dev.demo import LABEL_CONFIG_DIR, TOY_CHECKPOINT, draw_sample_image  # noqa: E402 - after sys.path
+from backend.dev.demo import LABEL_CONFIG_DIR, TOY_CHECKPOINT, draw_sample_image, sample_scene  # noqa: E402
 from backend.dev.harness import free_port, start_backend, start_label_studio  # noqa: E402
 from backend.dev.samples import is_multi_image, sample_task_data  # noqa: E402
 
@@ -146,13 +148,44 @@ def make_projects(ls, configs: list[str], backend_url: str, work: Path) -> list[
                   for page, size in enumerate(sizes)]
         project = ls.create_project(f"NExT-Chat: {name}", xml)
         (task_id,) = ls.import_tasks(project["id"], [sample_task_data(xml, upload_urls(ls, images), TEXT_INPUTS)])
-        ls.connect_ml_backend(project["id"], backend_url, title="NExT-Chat")
+        ml_backend = ls.connect_ml_backend(project["id"], backend_url, title="NExT-Chat")
         ls.retrieve_predictions(project["id"])
         stored = ls.list_predictions(task_id=task_id)
+        if (not stored or not stored[0]["result"]) and not is_multi_image(xml):
+            stored = store_drawn_box_answer(ls, project["id"], ml_backend["id"], task_id, xml,
+                                            sample_scene(sizes[0], index))
         if not stored or not stored[0]["result"]:
             raise SystemExit(f"error: no prediction stored for {name}; see the backend log in {work}")
         shots.append((name, project["id"], task_id, 1 if len(sizes) > 1 else 0))
     return shots
+
+
+def store_drawn_box_answer(ls, project_id: int, ml_backend_id: int, task_id: int, xml: str, scene) -> list[dict]:
+    """For a config with nothing to pre-annotate (preannotate="false"): draw a box around the scene's first
+    object with the first rectangle control (labelled with the object's category when the control has that
+    label, else its first label), as the smart tool would; ask Label Studio's interactive endpoint; store
+    the backend's answer (the box, its outline, its description) as the task's prediction. Returns the task's
+    stored predictions that hold results."""
+    from backend.studio.labeling import parse_label_config
+
+    controls = [c for t in parse_label_config(xml).targets for c in t.region_controls if c.kind == "rectanglelabels"]
+    if not controls or not scene.objects:
+        return []
+    obj, control = scene.objects[0], controls[0]
+    label = (control.label(obj.category) or control.labels[0]).value
+    x0, y0, x1, y1 = obj.box
+    drawn = {"id": "drawnbox01", "from_name": control.name, "to_name": control.to_name,
+             "type": "rectanglelabels", "origin": "manual", "original_width": scene.width,
+             "original_height": scene.height, "image_rotation": 0,
+             "value": {"x": 100 * x0 / scene.width, "y": 100 * y0 / scene.height,
+                       "width": 100 * (x1 - x0) / scene.width, "height": 100 * (y1 - y0) / scene.height,
+                       "rotation": 0, "rectanglelabels": [label]}}
+    answer = ls.interactive_annotating(ml_backend_id, task_id, {"result": [drawn]}).get("data", {})
+    if not answer.get("result"):
+        return []
+    ls.import_predictions(project_id, [{"task": task_id, "result": answer["result"],
+                                        "score": answer.get("score"), "model_version": answer.get("model_version")}])
+    return [p for p in ls.list_predictions(task_id=task_id) if p["result"]]
 
 
 def own_label_studio(args: argparse.Namespace, sync_playwright) -> int:
