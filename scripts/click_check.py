@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,9 +30,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 
-from screenshot import log_in, open_browser  # noqa: E402
+from screenshot import backend_checkpoint, log_in, open_browser  # noqa: E402
 
-from backend.dev.demo import LABEL_CONFIG_DIR, TOY_CHECKPOINT, draw_sample_image  # noqa: E402 - after sys.path
+from backend.dev.demo import LABEL_CONFIG_DIR, draw_sample_image  # noqa: E402 - after the sys.path lines above
 from backend.dev.harness import free_port, start_backend, start_label_studio  # noqa: E402
 
 TIMEOUT_MS = 120_000
@@ -218,10 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("error: `.venv/bin/pip install playwright` first (it uses Debian's chromium)") from None
     with tempfile.TemporaryDirectory(prefix="nextchat-clicks-") as tmp:
         work = Path(tmp)
-        checkpoint = work / "checkpoint" if args.random else TOY_CHECKPOINT
-        if args.random:
-            subprocess.run([sys.executable, "-m", "model.random_checkpoint", "--size", "tiny", "--out",
-                            str(checkpoint)], cwd=REPO_ROOT, check=True, capture_output=True)
+        checkpoint = backend_checkpoint(args.random, work)
         server = start_label_studio(work / "ls-data", work / "files", free_port(), username="clicks@example.com")
         backend = None
         try:

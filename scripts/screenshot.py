@@ -34,7 +34,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from backend.dev.demo import LABEL_CONFIG_DIR, TOY_CHECKPOINT, draw_sample_image, sample_scene  # noqa: E402
+from backend.dev.demo import LABEL_CONFIG_DIR, TOY_CHECKPOINT, sample_scene  # noqa: E402
 from backend.dev.harness import free_port, start_backend, start_label_studio  # noqa: E402
 from backend.dev.samples import is_multi_image, sample_task_data  # noqa: E402
 
@@ -144,16 +144,17 @@ def make_projects(ls, configs: list[str], backend_url: str, work: Path) -> list[
     for index, name in enumerate(configs):
         xml = (LABEL_CONFIG_DIR / f"{name}.xml").read_text()
         sizes = PAGE_SIZES if is_multi_image(xml) else PAGE_SIZES[:1]
-        images = [draw_sample_image(work / f"{name}-{page}.png", size, seed=index + page)
-                  for page, size in enumerate(sizes)]
+        scenes = [sample_scene(size, index + page) for page, size in enumerate(sizes)]
+        images = [work / f"{name}-{page}.png" for page in range(len(scenes))]
+        for scene, path in zip(scenes, images):
+            scene.image.save(path)
         project = ls.create_project(f"NExT-Chat: {name}", xml)
         (task_id,) = ls.import_tasks(project["id"], [sample_task_data(xml, upload_urls(ls, images), TEXT_INPUTS)])
         ml_backend = ls.connect_ml_backend(project["id"], backend_url, title="NExT-Chat")
         ls.retrieve_predictions(project["id"])
         stored = ls.list_predictions(task_id=task_id)
         if (not stored or not stored[0]["result"]) and not is_multi_image(xml):
-            stored = store_drawn_box_answer(ls, project["id"], ml_backend["id"], task_id, xml,
-                                            sample_scene(sizes[0], index))
+            stored = store_drawn_box_answer(ls, project["id"], ml_backend["id"], task_id, xml, scenes[0])
         if not stored or not stored[0]["result"]:
             raise SystemExit(f"error: no prediction stored for {name}; see the backend log in {work}")
         shots.append((name, project["id"], task_id, 1 if len(sizes) > 1 else 0))
@@ -166,6 +167,7 @@ def store_drawn_box_answer(ls, project_id: int, ml_backend_id: int, task_id: int
     label, else its first label), as the smart tool would; ask Label Studio's interactive endpoint; store
     the backend's answer (the box, its outline, its description) as the task's prediction. Returns the task's
     stored predictions that hold results."""
+    from backend.studio.geometry import pixel_box_to_percent
     from backend.studio.labeling import parse_label_config
 
     controls = [c for t in parse_label_config(xml).targets for c in t.region_controls if c.kind == "rectanglelabels"]
@@ -173,13 +175,10 @@ def store_drawn_box_answer(ls, project_id: int, ml_backend_id: int, task_id: int
         return []
     obj, control = scene.objects[0], controls[0]
     label = (control.label(obj.category) or control.labels[0]).value
-    x0, y0, x1, y1 = obj.box
     drawn = {"id": "drawnbox01", "from_name": control.name, "to_name": control.to_name,
              "type": "rectanglelabels", "origin": "manual", "original_width": scene.width,
              "original_height": scene.height, "image_rotation": 0,
-             "value": {"x": 100 * x0 / scene.width, "y": 100 * y0 / scene.height,
-                       "width": 100 * (x1 - x0) / scene.width, "height": 100 * (y1 - y0) / scene.height,
-                       "rotation": 0, "rectanglelabels": [label]}}
+             "value": {**pixel_box_to_percent(obj.box, scene.width, scene.height), "rectanglelabels": [label]}}
     answer = ls.interactive_annotating(ml_backend_id, task_id, {"result": [drawn]}).get("data", {})
     if not answer.get("result"):
         return []
@@ -188,14 +187,20 @@ def store_drawn_box_answer(ls, project_id: int, ml_backend_id: int, task_id: int
     return [p for p in ls.list_predictions(task_id=task_id) if p["result"]]
 
 
+def backend_checkpoint(random_weights: bool, work: Path) -> Path:
+    """The shipped toy model, or (``random_weights``) a random tiny checkpoint written into ``work``."""
+    if not random_weights:
+        return TOY_CHECKPOINT
+    checkpoint = work / "checkpoint"
+    subprocess.run([sys.executable, "-m", "model.random_checkpoint", "--size", "tiny", "--out", str(checkpoint)],
+                   cwd=REPO_ROOT, check=True, capture_output=True)
+    return checkpoint
+
+
 def own_label_studio(args: argparse.Namespace, sync_playwright) -> int:
     with tempfile.TemporaryDirectory(prefix="nextchat-screenshot-") as tmp:
         work = Path(tmp)
-        checkpoint = TOY_CHECKPOINT
-        if args.random:
-            checkpoint = work / "checkpoint"
-            subprocess.run([sys.executable, "-m", "model.random_checkpoint", "--size", "tiny", "--out",
-                            str(checkpoint)], cwd=REPO_ROOT, check=True, capture_output=True)
+        checkpoint = backend_checkpoint(args.random, work)
         server = start_label_studio(work / "ls-data", work / "files", free_port(), username="shots@example.com")
         backend = None
         try:
