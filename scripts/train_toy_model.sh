@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/toy-model}
-# stages 1-2 with SAM alongside (6000 steps of 16 scenes from random weights, a checkpoint every 1000),
+# stages 1-2 with SAM alongside (8000 steps of 16 of 24000 scenes, from random weights, a checkpoint every 1000),
 # then stage 3 with the project's fine-tuning trainer on an export of other scenes, merged into the weights
 .venv/bin/python -m model.toy_model --out "$OUT" --save-every 1000
 echo "the toy checkpoint: $OUT (compare: .venv/bin/python -m benchmarks.toy_quality --checkpoint $OUT)"

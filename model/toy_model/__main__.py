@@ -36,7 +36,7 @@ def parse_args(argv) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m model.toy_model", description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path, help="checkpoint folder to write")
     parser.add_argument("--seed", type=int, default=0, help="toy-world seed of the training scenes")
-    parser.add_argument("--scenes", type=int, default=6000, help="training scenes")
+    parser.add_argument("--scenes", type=int, default=24000, help="training scenes")
     joint = JointRecipe()
     parser.add_argument("--steps", type=int, default=joint.steps, help="stage 1-2 optimizer steps")
     parser.add_argument("--batch-size", type=int, default=joint.batch_size, help="scenes per step")

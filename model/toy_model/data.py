@@ -1,10 +1,11 @@
 """Toy-world scenes prepared once for training: the model's own inputs, computed as inference computes them.
 
-For each scene: CLIP's pixels (model.processing.clip_pixel_values, fp16 to halve the memory), SAM's pixels
-at SAM's input size (sam_pixel_values), every object's box (normalised xyxy in the padded square) and
-mask in SAM's padded frame (model.stage3.data.target_1024 at that size), and where the image lies in
-that frame. The scenes keep their language (expressions, descriptions, caption); images and full-size
-masks are dropped.
+For each scene: CLIP's pixels (model.processing.clip_pixel_values, fp16 to halve the memory), the image
+itself (8-bit; SAM's pixels, model.processing.sam_pixel_values, are computed from it for the few images a
+step segments), every object's box (normalised xyxy in the padded square) and mask in SAM's padded frame
+(model.stage3.data.target_1024 at that size, kept as packed bits: 1/8 of a byte a pixel, so that tens of
+thousands of scenes fit in memory), and where the image lies in that frame. The scenes keep their
+language (expressions, descriptions, caption); full-size masks are dropped.
 
 Patch targets (the CLIP tower's stand-in for pretraining, toy_model.train): the padded square cut into
 the tower's g x g patch grid (SAM's frame and CLIP's crop are both that square), each cell labelled with
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ..processing import ClipPreprocessConfig, ImageFrame, boxes_pixels_to_norm, clip_pixel_values, sam_pixel_values
 from ..stage3.data import target_1024, valid_region_1024
@@ -35,17 +37,32 @@ MIN_CELL_COVER = 0.25
 @dataclass
 class SceneCache:
     scenes: list[Scene]             # language and boxes only (image=None, masks dropped)
+    images: list[np.ndarray]        # per scene [H, W, 3] uint8, the image as rendered
     clip_pixels: torch.Tensor       # [N, 3, c, c] fp16
-    sam_pixels: torch.Tensor        # [N, 3, S, S] fp16
     boxes: list[torch.Tensor]       # per scene [k, 4] normalised xyxy
-    masks: list[torch.Tensor]       # per scene [k, S, S] uint8 0/1 in SAM's padded frame
-    valid: list[torch.Tensor]       # per scene [S, S] bool: the image inside the padding
+    packed_masks: list[np.ndarray]  # per scene the [k, S, S] masks in SAM's padded frame, np.packbits
+    sam_size: int                   # S
     patch_categories: torch.Tensor  # [N, g*g] long: category index + 1 of each CLIP patch, 0 none
     patch_colours: torch.Tensor     # [N, g*g] long: colour index + 1, 0 none
     patch_boxes: torch.Tensor       # [N, g*g, 4] the box of the cell's object (normalised xyxy), 0 none
 
     def __len__(self) -> int:
         return len(self.scenes)
+
+    def sam_pixels(self, scenes: list[int]) -> torch.Tensor:
+        """[n, 3, S, S] fp32 SAM input of these scenes, as inference computes it."""
+        return torch.stack([sam_pixel_values(Image.fromarray(self.images[i]), self.sam_size) for i in scenes])
+
+    def masks(self, scene: int) -> torch.Tensor:
+        """[k, S, S] uint8 0/1: the scene's object masks in SAM's padded frame."""
+        count, size = len(self.boxes[scene]), self.sam_size
+        bits = np.unpackbits(self.packed_masks[scene], count=count * size * size)
+        return torch.from_numpy(bits.reshape(count, size, size))
+
+    def valid(self, scene: int) -> torch.Tensor:
+        """[S, S] bool: where the scene's image lies inside SAM's padded frame."""
+        frame = ImageFrame(self.scenes[scene].width, self.scenes[scene].height)
+        return torch.from_numpy(valid_region_1024(frame, self.sam_size))
 
 
 def scene_long_side(seed: int, index: int) -> int:
@@ -54,29 +71,26 @@ def scene_long_side(seed: int, index: int) -> int:
 
 def build_cache(seed: int, count: int, clip_config: ClipPreprocessConfig, sam_size: int,
                 style: str = "plain", log=None, patch_size: int = 14) -> SceneCache:
-    n, side = count, clip_config.crop_height
-    clip = torch.empty((n, 3, side, clip_config.crop_width), dtype=torch.float16)
-    sam = torch.empty((n, 3, sam_size, sam_size), dtype=torch.float16)
+    clip = torch.empty((count, 3, clip_config.crop_height, clip_config.crop_width), dtype=torch.float16)
     grid = clip_config.crop_height // patch_size
-    scenes, boxes, masks, valid, categories, colours, owner_boxes = [], [], [], [], [], [], []
+    scenes, images, boxes, packed, categories, colours, owner_boxes = [], [], [], [], [], [], []
     for index in range(count):
         scene = make_scene(seed, index, long_side=scene_long_side(seed, index), style=style)
         clip[index] = clip_pixel_values(scene.image, clip_config).half()
-        sam[index] = sam_pixel_values(scene.image, sam_size).half()
+        images.append(np.asarray(scene.image.convert("RGB")))
         frame = ImageFrame(scene.width, scene.height)
         boxes.append(boxes_pixels_to_norm([o.box for o in scene.objects], frame))
         stacked = [target_1024(o.mask.astype(np.uint8) * 255, sam_size) > 127 for o in scene.objects]
-        masks.append(torch.from_numpy(np.stack(stacked) if stacked else np.zeros((0, sam_size, sam_size), bool))
-                     .to(torch.uint8))
-        valid.append(torch.from_numpy(valid_region_1024(frame, sam_size)))
-        category, colour, owner = patch_targets(scene, masks[-1], grid)
+        masks = np.stack(stacked) if stacked else np.zeros((0, sam_size, sam_size), bool)
+        packed.append(np.packbits(masks))
+        category, colour, owner = patch_targets(scene, torch.from_numpy(masks), grid)
         categories.append(category)
         colours.append(colour)
         owner_boxes.append(patch_boxes(boxes[-1], owner))
         scenes.append(light(scene))
         if log and (index + 1) % 1000 == 0:
             log(f"  {index + 1} scenes")
-    return SceneCache(scenes, clip, sam, boxes, masks, valid, torch.stack(categories), torch.stack(colours),
+    return SceneCache(scenes, images, clip, boxes, packed, sam_size, torch.stack(categories), torch.stack(colours),
                       torch.stack(owner_boxes))
 
 

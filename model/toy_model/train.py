@@ -35,11 +35,12 @@ from ..toy_world import CATEGORIES
 from .conversations import ConversationBatch, build_conversation, collate
 from .data import COLOURS, SceneCache
 from .losses import location_losses
+from .sam_batch import decode_single_masks
 
 
 @dataclass
 class JointRecipe:
-    steps: int = 6000
+    steps: int = 8000
     batch_size: int = 16
     lr: float = 1e-3
     warmup: int = 150
@@ -158,31 +159,27 @@ class JointTrainer:
         return classes + self.recipe.patch_box_weight * F.l1_loss(boxes, self.cache.patch_boxes[rows][covered])
 
     def mask_terms(self, rows: list[int], batch: ConversationBatch, hidden_at: torch.Tensor) -> dict:
-        """SAM's clean mask loss over every located object of the batch (one decoder call per image)."""
+        """SAM's clean mask loss over the located objects of the step's first images (one decoder call)."""
         sam = self.model.sam
         size = sam.image_encoder.img_size
         answer_rows, answer_objects = batch.box_rows[batch.box_is_answer], batch.box_objects[batch.box_is_answer]
         if not len(hidden_at):
             return {"loss": hidden_at.sum() * 0, "iou": float("nan")}
         used = sorted(set(answer_rows.tolist()))[: self.recipe.sam_images]
-        embeddings = sam.image_encoder(self.cache.sam_pixels[[rows[r] for r in used]].float())
-        prompts = self.model.seg_prompt_mlp(hidden_at).view(len(hidden_at), self.model.seg_prompt_tokens, -1)
-        logits, ious, targets, valid = [], [], [], []
-        for slot, row in enumerate(used):
-            picks = (answer_rows == row).nonzero()[:, 0][: self.recipe.sam_masks_per_image]
-            scene = rows[row]
-            boxes = jitter(self.cache.boxes[scene][answer_objects[picks]], self.recipe.box_jitter, self.rng) * size
-            sparse, dense = sam.prompt_encoder(points=None, boxes=boxes, masks=None)
-            low_res, iou = sam.mask_decoder(
-                image_embeddings=embeddings[slot:slot + 1], image_pe=sam.prompt_encoder.get_dense_pe(),
-                sparse_prompt_embeddings=torch.cat([prompts[picks], sparse], dim=1),
-                dense_prompt_embeddings=dense, multimask_output=False)
-            logits.append(upscale_mask_logits(low_res, size))
-            ious.append(iou)
-            targets.append(self.cache.masks[scene][answer_objects[picks]].float())
-            valid.append(self.cache.valid[scene].expand(len(picks), -1, -1))
-        terms = mask_loss("clean", torch.cat(logits), torch.cat(targets)[:, None], torch.cat(ious),
-                          torch.cat(valid)[:, None])
+        embeddings = sam.image_encoder(self.cache.sam_pixels([rows[r] for r in used]))   # [I, C, h, w]
+        picks = torch.cat([(answer_rows == row).nonzero()[:, 0][: self.recipe.sam_masks_per_image] for row in used])
+        slots = torch.tensor([used.index(row) for row in answer_rows[picks].tolist()])        # [P] image of each
+        scenes = [rows[row] for row in answer_rows[picks].tolist()]
+        objects = answer_objects[picks].tolist()
+        boxes = torch.stack([self.cache.boxes[scene][obj] for scene, obj in zip(scenes, objects)])
+        sparse, dense = sam.prompt_encoder(points=None, boxes=jitter(boxes, self.recipe.box_jitter, self.rng) * size,
+                                           masks=None)
+        prompts = self.model.seg_prompt_mlp(hidden_at[picks]).view(len(picks), self.model.seg_prompt_tokens, -1)
+        low_res, ious = decode_single_masks(sam.mask_decoder, embeddings[slots], sam.prompt_encoder.get_dense_pe(),
+                                            torch.cat([prompts, sparse], dim=1), dense)
+        targets = torch.stack([self.cache.masks(scene)[obj] for scene, obj in zip(scenes, objects)]).float()
+        valid = torch.stack([self.cache.valid(scene) for scene in scenes])
+        terms = mask_loss("clean", upscale_mask_logits(low_res, size), targets[:, None], ious, valid[:, None])
         return {"loss": terms.total, "iou": sum(terms.per_mask["iou_target"]) / len(terms.per_mask["iou_target"])}
 
 

@@ -118,13 +118,23 @@ def test_jitter_keeps_boxes_well_formed_and_inside():
 
 def test_cache_masks_sit_in_sams_frame(cache):
     scene_index = next(i for i, s in enumerate(cache.scenes) if s.objects)
-    masks, boxes = cache.masks[scene_index], cache.boxes[scene_index]
+    masks, boxes = cache.masks(scene_index), cache.boxes[scene_index]
     assert masks.shape[1:] == (SAM_SIZE, SAM_SIZE)
     for mask, box in zip(masks, boxes):
         ys, xs = mask.nonzero(as_tuple=True)
         found = torch.tensor([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]) / SAM_SIZE
         assert torch.allclose(found, box, atol=3 / SAM_SIZE)
-        assert not (mask.bool() & ~cache.valid[scene_index]).any()
+        assert not (mask.bool() & ~cache.valid(scene_index)).any()
+
+
+def test_cache_keeps_the_image_and_gives_sams_pixels_as_inference_computes_them(cache):
+    from model.processing import sam_pixel_values
+    from model.toy_world import make_scene
+
+    scene = cache.scenes[3]
+    image = make_scene(scene.seed, scene.index, long_side=max(scene.width, scene.height)).image
+    assert torch.equal(cache.sam_pixels([3])[0], sam_pixel_values(image, SAM_SIZE))
+    assert cache.masks(3).shape == (len(scene.objects), SAM_SIZE, SAM_SIZE) and cache.masks(3).dtype == torch.uint8
 
 
 def test_training_steps_lower_the_loss_and_the_checkpoint_loads(cache, tokenizer, tokenizer_dir, tmp_path):
@@ -161,14 +171,14 @@ def test_patch_targets_name_the_object_under_each_cell(cache):
 
     grid = TOY_SPEC["clip"]["image"] // TOY_SPEC["clip"]["patch"]
     for index, scene in enumerate(cache.scenes):
-        categories, colours, owners = patch_targets(scene, cache.masks[index], grid)
+        categories, colours, owners = patch_targets(scene, cache.masks(index), grid)
         assert torch.equal(categories, cache.patch_categories[index])
         assert torch.equal(owners >= 0, categories > 0)
         for cell_index in (owners >= 0).nonzero()[:, 0].tolist():   # a labelled cell carries its object's box
             assert torch.equal(cache.patch_boxes[index][cell_index], cache.boxes[index][owners[cell_index]])
         assert not cache.patch_boxes[index][owners < 0].any()
         cell = SAM_SIZE // grid
-        for number, (obj, mask) in enumerate(zip(scene.objects, cache.masks[index])):
+        for number, (obj, mask) in enumerate(zip(scene.objects, cache.masks(index))):
             ys, xs = mask.nonzero(as_tuple=True)
             if not len(xs):
                 continue
@@ -179,3 +189,31 @@ def test_patch_targets_name_the_object_under_each_cell(cache):
                 assert colours[y * grid + x] == (COLOURS.index(obj.colour) + 1 if obj.colour else 0)
                 assert torch.equal(cache.patch_boxes[index][y * grid + x], cache.boxes[index][number])
     assert (cache.patch_categories == 0).float().mean() > 0.3   # the sky and the ground are background
+
+
+def test_one_decoder_call_over_several_images_equals_segment_anythings_per_image_calls():
+    from model.toy_model.sam_batch import decode_single_masks
+
+    model, _, _ = new_networks(vocab=405, seed=3)
+    sam = model.sam.eval()
+    grid = sam.image_encoder.img_size // 16
+    torch.manual_seed(1)
+    embeddings = torch.randn(2, sam.prompt_encoder.embed_dim, grid, grid)           # two images
+    boxes = torch.tensor([[10.0, 20, 90, 120], [40, 40, 200, 180], [0, 0, 255, 255]])
+    images = torch.tensor([0, 1, 1])                                               # the image of each box
+    extra = torch.randn(3, 4, sam.prompt_encoder.embed_dim)                        # seg_prompt_mlp's tokens
+    sparse, dense = sam.prompt_encoder(points=None, boxes=boxes, masks=None)
+    with torch.no_grad():
+        masks, ious = decode_single_masks(sam.mask_decoder, embeddings[images], sam.prompt_encoder.get_dense_pe(),
+                                          torch.cat([extra, sparse], dim=1), dense)
+        for image in (0, 1):
+            picks = (images == image).nonzero()[:, 0]
+            expected, expected_iou = sam.mask_decoder(
+                image_embeddings=embeddings[image:image + 1], image_pe=sam.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=torch.cat([extra[picks], sparse[picks]], dim=1),
+                dense_prompt_embeddings=dense[picks], multimask_output=False)
+            assert masks[picks].shape == expected.shape and ious[picks].shape == expected_iou.shape
+            assert torch.allclose(masks[picks], expected, atol=1e-5)
+            assert torch.allclose(ious[picks], expected_iou, atol=1e-6)
+    with pytest.raises(ValueError, match="2 image embeddings for 3 prompts"):
+        decode_single_masks(sam.mask_decoder, embeddings, sam.prompt_encoder.get_dense_pe(), sparse, dense)
