@@ -70,14 +70,19 @@ def label_box_matches(results: list[dict], label: str, scene) -> tuple[int, int,
 def label_polygon_counts(results: list[dict], label: str, scene) -> tuple[int, int]:
     """(intersection, union) in pixels of the union of ``label``'s polygons (rasterised) and the union of the
     masks of the scene's objects of that category."""
-    polygons = [percent_points_to_pixels(v["points"], scene.width, scene.height)
-                for v in labelled(results, "polygonlabels", label)]
-    drawn = polygons_to_mask(polygons, scene.height, scene.width)
     truth = np.zeros((scene.height, scene.width), bool)
     for obj in scene.objects:
         if obj.category == label:
             truth |= obj.mask
-    return iou_counts(drawn, truth)
+    return polygon_mask_counts(results, label, truth)
+
+
+def polygon_mask_counts(results: list[dict], label: str, truth: np.ndarray) -> tuple[int, int]:
+    """(intersection, union) in pixels of the union of ``label``'s polygons (percent points, rasterised on the
+    [H, W] image) and the bool mask ``truth``."""
+    height, width = truth.shape
+    polygons = [percent_points_to_pixels(v["points"], width, height) for v in labelled(results, "polygonlabels", label)]
+    return iou_counts(polygons_to_mask(polygons, height, width), truth)
 
 
 class Tally:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce the shipped toy NExT-Chat (weights/nextchat-toy) from random weights: about 45 minutes on two
+# Reproduce the shipped toy NExT-Chat (weights/nextchat-toy) from random weights: about 48 minutes on two
 # idle CPU cores. docs/toy-model.md says what each stage does.
 #   bash scripts/train_toy_model.sh [OUT]      (default runs/toy-model; the checkpoint is OUT)
 set -euo pipefail

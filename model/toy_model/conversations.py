@@ -32,7 +32,7 @@ TASKS = ("rec_object", "rec_category", "reg", "caption")
 TASK_WEIGHTS = (0.35, 0.25, 0.25, 0.15)
 # a category question asks for one of the scene's categories this often, else for any category (so that
 # "none" is a common answer: pre-annotation asks every label of a config, most of them absent)
-PRESENT_CATEGORY_SHARE = 0.6
+PRESENT_CATEGORY_SHARE = 0.3
 
 
 @dataclass

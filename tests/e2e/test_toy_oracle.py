@@ -39,9 +39,9 @@ PROMPTS = {"person": "person", "car": "car", "dog": "a dog", "traffic light": "t
 TASKS = [("upload", "png", (480, 360), 101), ("local-files", "jpeg", (360, 480), 102),
          ("http", "png", (512, 288), 103), ("upload", "exif", (480, 360), 104),
          ("local-files", "rgba", (400, 400), 105), ("http", "gray", (480, 320), 106)]
-# floors under what the model reaches on these scenes through the backend in process (recall 6/10, precision
-# 6/17, polygon cIoU 0.39; docs/toy-model.md has 50 scenes' figures); the model-consistency test is the exact one
-MIN_RECALL, MIN_PRECISION, MIN_POLYGON_CIOU = 0.4, 0.25, 0.25
+# floors under what the model reaches on these scenes through Label Studio (recall 5/10, precision 5/11,
+# polygon cIoU 0.54; docs/toy-model.md has 50 scenes' figures); the model-consistency test is the exact one
+MIN_RECALL, MIN_PRECISION, MIN_POLYGON_CIOU = 0.4, 0.35, 0.4
 
 
 def save_form(image: Image.Image, form: str, path: Path) -> Path:
@@ -135,6 +135,7 @@ def test_rectangles_land_on_the_objects(predicted_tasks):
         for label in LABELS:
             matched, returned, true = label_box_matches(results, label, scene)
             hits, found, truth = hits + matched, found + returned, truth + true
+    print(f"rectangles: recall {hits}/{truth}, precision {hits}/{found}")   # pytest -s shows it
     assert truth >= 8, "the scenes hold enough labelled objects to judge"
     assert hits / truth >= MIN_RECALL, f"recall {hits}/{truth}"
     assert hits / max(1, found) >= MIN_PRECISION, f"precision {hits}/{found}"
@@ -146,4 +147,5 @@ def test_polygons_cover_the_objects(predicted_tasks):
         for label in LABELS:
             inter, joint = label_polygon_counts(results, label, scene)
             intersection, union = intersection + inter, union + joint
+    print(f"polygon cIoU {intersection / max(1, union):.3f}")
     assert union and intersection / union >= MIN_POLYGON_CIOU, f"polygon cIoU {intersection}/{union}"
