@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from backend.dev.demo import LABEL_CONFIG_DIR, TOY_CHECKPOINT, sample_scene  # noqa: E402
 from backend.dev.harness import free_port, start_backend, start_label_studio  # noqa: E402
-from backend.dev.samples import is_multi_image, sample_task_data  # noqa: E402
+from backend.dev.samples import drawn_box, is_multi_image, sample_task_data  # noqa: E402
 
 # the demo's main pre-annotation workflows: labels -> boxes + polygons, brush masks, a caption, a typed expression
 DEFAULT_CONFIGS = ("boxes_polygons", "brush", "grounded_caption", "referring_prompt")
@@ -167,7 +167,6 @@ def store_drawn_box_answer(ls, project_id: int, ml_backend_id: int, task_id: int
     label, else its first label), as the smart tool would; ask Label Studio's interactive endpoint; store
     the backend's answer (the box, its outline, its description) as the task's prediction. Returns the task's
     stored predictions that hold results."""
-    from backend.studio.geometry import pixel_box_to_percent
     from backend.studio.labeling import parse_label_config
 
     controls = [c for t in parse_label_config(xml).targets for c in t.region_controls if c.kind == "rectanglelabels"]
@@ -175,10 +174,7 @@ def store_drawn_box_answer(ls, project_id: int, ml_backend_id: int, task_id: int
         return []
     obj, control = scene.objects[0], controls[0]
     label = (control.label(obj.category) or control.labels[0]).value
-    drawn = {"id": "drawnbox01", "from_name": control.name, "to_name": control.to_name,
-             "type": "rectanglelabels", "origin": "manual", "original_width": scene.width,
-             "original_height": scene.height, "image_rotation": 0,
-             "value": {**pixel_box_to_percent(obj.box, scene.width, scene.height), "rectanglelabels": [label]}}
+    drawn = drawn_box("drawnbox01", control.name, control.to_name, obj.box, scene.width, scene.height, label)
     answer = ls.interactive_annotating(ml_backend_id, task_id, {"result": [drawn]}).get("data", {})
     if not answer.get("result"):
         return []

@@ -8,6 +8,7 @@ the prompt / question TextAreas, so every config in label_config/ has something 
 
 from __future__ import annotations
 
+from backend.studio.geometry import pixel_box_to_percent
 from backend.studio.labeling import parse_label_config
 
 # read by configs with a prompt / question TextArea (the keys are those TextAreas' names in label_config/)
@@ -44,3 +45,11 @@ def accepts_file_upload(config_xml: str) -> bool:
     keys = {element.get("value") for element in ElementTree.fromstring(config_xml).iter()
             if element.get("name") and (element.get("value") or "").startswith("$")}
     return len(keys) <= 1
+
+
+def drawn_box(region_id: str, from_name: str, to_name: str, box, width: int, height: int, label: str) -> dict:
+    """A rectangle drawn by hand around the pixel xyxy ``box`` of a width x height image, labelled ``label``:
+    the result item the labeling UI sends in an interactive context when the smart rectangle is used."""
+    return {"id": region_id, "from_name": from_name, "to_name": to_name, "type": "rectanglelabels",
+            "origin": "manual", "original_width": width, "original_height": height, "image_rotation": 0,
+            "value": {**pixel_box_to_percent(box, width, height), "rectanglelabels": [label]}}

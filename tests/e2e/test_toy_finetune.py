@@ -24,10 +24,10 @@ import requests
 
 from backend.dev.demo import TOY_CHECKPOINT
 from backend.dev.harness import free_port, start_backend
+from backend.dev.samples import drawn_box
 from backend.studio.client import LabelStudioError
 from backend.studio.geometry import (
     mask_to_polygons,
-    pixel_box_to_percent,
     pixel_points_to_percent,
 )
 from benchmarks.toy_metrics import label_polygon_counts, polygon_mask_counts
@@ -105,10 +105,7 @@ def drawn_box_ciou(ls, ml_backend_id: int, task_scenes: dict) -> float:
     intersection = union = 0
     for task_id, scene in task_scenes.items():
         for index, obj in enumerate(scene.objects):
-            drawn = {"id": f"drawn{index}", "from_name": "box", "to_name": "image", "type": "rectanglelabels",
-                     "origin": "manual", "original_width": scene.width, "original_height": scene.height,
-                     "image_rotation": 0, "value": {**pixel_box_to_percent(obj.box, scene.width, scene.height),
-                                                    "rectanglelabels": [obj.category]}}
+            drawn = drawn_box(f"drawn{index}", "box", "image", obj.box, scene.width, scene.height, obj.category)
             reply = ls.interactive_annotating(ml_backend_id, task_id, {"result": [drawn]})
             assert "errors" not in reply, reply
             inter, joint = polygon_mask_counts(reply["data"]["result"], obj.category, obj.mask)
