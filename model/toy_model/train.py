@@ -177,8 +177,9 @@ class JointTrainer:
         prompts = self.model.seg_prompt_mlp(hidden_at[picks]).view(len(picks), self.model.seg_prompt_tokens, -1)
         low_res, ious = decode_single_masks(sam.mask_decoder, embeddings[slots], sam.prompt_encoder.get_dense_pe(),
                                             torch.cat([prompts, sparse], dim=1), dense)
-        targets = torch.stack([self.cache.masks(scene)[obj] for scene, obj in zip(scenes, objects)]).float()
-        valid = torch.stack([self.cache.valid(scene) for scene in scenes])
+        masks = {scene: self.cache.masks(scene) for scene in set(scenes)}                    # unpacked once a scene
+        targets = torch.stack([masks[scene][obj] for scene, obj in zip(scenes, objects)]).float()
+        valid = torch.stack([self.cache.valid(rows[row]) for row in used])[slots]              # [P, S, S]
         terms = mask_loss("clean", upscale_mask_logits(low_res, size), targets[:, None], ious, valid[:, None])
         return {"loss": terms.total, "iou": sum(terms.per_mask["iou_target"]) / len(terms.per_mask["iou_target"])}
 
