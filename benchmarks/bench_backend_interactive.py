@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from backend.dev.demo import draw_sample_image
+from backend.dev.samples import drawn_rectangle
 from backend.http.app import create_app
 from backend.settings import load_settings
 from backend.studio.geometry import brush_rle_to_mask
@@ -72,9 +73,8 @@ def click(x: float, y: float, positive: bool = True, index: int = 0) -> dict:
 def contexts(predicted_point: tuple[float, float]) -> dict:
     """interaction -> (config file, context, with the task's prediction attached)."""
     three = [click(45.0, 50.0), click(30.0, 40.0, index=1), click(60.0, 70.0, False, index=2)]
-    box = {"original_width": 640, "original_height": 480, "image_rotation": 0, "id": "DrawnBox01",
-           "value": {"x": 20.0, "y": 25.0, "width": 50.0, "height": 55.0, "rotation": 0, "rectanglelabels": ["region"]},
-           "from_name": "box", "to_name": "image", "type": "rectanglelabels", "origin": "manual"}
+    box = drawn_rectangle("DrawnBox01", "box", "image", {"x": 20.0, "y": 25.0, "width": 50.0, "height": 55.0},
+                          640, 480, "region")
     prompt = {"value": {"text": ["the red car on the left"]}, "id": "typed00001", "from_name": "prompt",
               "to_name": "image", "type": "textarea", "origin": "manual"}
     return {

@@ -50,6 +50,17 @@ def accepts_file_upload(config_xml: str) -> bool:
 def drawn_box(region_id: str, from_name: str, to_name: str, box, width: int, height: int, label: str) -> dict:
     """A rectangle drawn by hand around the pixel xyxy ``box`` of a width x height image, labelled ``label``:
     the result item the labeling UI sends in an interactive context when the smart rectangle is used."""
-    return {"id": region_id, "from_name": from_name, "to_name": to_name, "type": "rectanglelabels",
+    return drawn_rectangle(region_id, from_name, to_name, pixel_box_to_percent(box, width, height), width, height,
+                           label)
+
+
+def drawn_rectangle(region_id: str, from_name: str, to_name: str, percent: dict, width: int, height: int,
+                    label: str, item_index: int | None = None) -> dict:
+    """The same item from the rectangle's ``percent`` value (``x``, ``y``, ``width``, ``height``, ``rotation``,
+    percent of a width x height image, as Label Studio stores it); ``item_index``: the page of a multi-image task."""
+    item = {"id": region_id, "from_name": from_name, "to_name": to_name, "type": "rectanglelabels",
             "origin": "manual", "original_width": width, "original_height": height, "image_rotation": 0,
-            "value": {**pixel_box_to_percent(box, width, height), "rectanglelabels": [label]}}
+            "value": {"rotation": 0, **percent, "rectanglelabels": [label]}}
+    if item_index is not None:
+        item["item_index"] = item_index
+    return item

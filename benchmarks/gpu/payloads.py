@@ -7,6 +7,7 @@ import base64
 import io
 from xml.sax.saxutils import quoteattr
 
+from backend.dev.samples import drawn_rectangle
 from benchmarks.common import noise_image
 
 IMAGE_WH = (640, 480)
@@ -37,10 +38,8 @@ def predict_body(task_id: int, image_uri: str, config: str, context: dict | None
 
 def drawn_box_context(label: str, x: float, y: float, width: float, height: float, size=IMAGE_WH) -> dict:
     """One rectangle drawn by the annotator (percent of the image, as Label Studio sends it)."""
-    item = {"id": f"drawn{int(x)}x{int(y)}", "type": "rectanglelabels", "from_name": "box", "to_name": "image",
-            "origin": "manual", "original_width": size[0], "original_height": size[1], "image_rotation": 0,
-            "value": {"x": x, "y": y, "width": width, "height": height, "rotation": 0, "rectanglelabels": [label]}}
-    return {"result": [item]}
+    percent = {"x": x, "y": y, "width": width, "height": height}
+    return {"result": [drawn_rectangle(f"drawn{int(x)}x{int(y)}", "box", "image", percent, *size, label)]}
 
 
 def result_counts(reply: dict) -> dict:

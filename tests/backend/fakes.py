@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from backend.dev.samples import drawn_rectangle
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LABEL_CONFIGS = REPO_ROOT / "label_config"
 
@@ -211,11 +213,8 @@ def setup_body(config: str, access_token: str = "probe0token0legacy0123456789abc
 
 def drawn_box_context(label="person", from_name="box", x=10.0, y=20.0, width=30.0, height=40.0, **extra) -> dict:
     """Context of a box drawn with the smart tool (docs/label-studio.md)."""
-    item = {"original_width": 640, "original_height": 480, "image_rotation": 0,
-            "value": {"x": x, "y": y, "width": width, "height": height, "rotation": 0, "rectanglelabels": [label]},
-            "id": "W4yQRdm34L", "from_name": from_name, "to_name": "image", "type": "rectanglelabels",
-            "origin": "manual"}
-    item["value"].update(extra)
+    percent = {"x": x, "y": y, "width": width, "height": height, **extra}
+    item = drawn_rectangle("W4yQRdm34L", from_name, "image", percent, 640, 480, label)
     return {"result": [item]}
 
 

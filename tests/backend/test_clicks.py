@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from backend.dev.samples import drawn_rectangle
 from backend.studio.geometry import keypoint_value_to_pixels
 from backend.studio.labeling import parse_label_config
 from backend.studio.results import result_mask
@@ -123,10 +124,8 @@ def test_the_click_label_names_the_mask_label():
 def test_rectangle_sent_with_the_clicks_is_their_box():
     model = FakeNextChat()
     context = click_context((90.0, 50.0, True), (20.0, 30.0, False))
-    context["result"].insert(0, {"original_width": 640, "original_height": 480, "image_rotation": 0, "id": "Box0000001",
-                                 "value": {"x": 12.5, "y": 25.0, "width": 25.0, "height": 25.0, "rotation": 0,
-                                           "rectanglelabels": ["dog"]},
-                                 "from_name": "box", "to_name": "image", "type": "rectanglelabels", "origin": "manual"})
+    percent = {"x": 12.5, "y": 25.0, "width": 25.0, "height": 25.0}
+    context["result"].insert(0, drawn_rectangle("Box0000001", "box", "image", percent, 640, 480, "dog"))
     results = predict(model, ALL, context)
     assert model.calls[0] == ("segment", (80.0, 120.0, 240.0, 240.0), ((576.0, 240.0), (128.0, 144.0)), (1, 0))
     expected = np.zeros((480, 640), dtype=bool)
@@ -188,9 +187,8 @@ def test_region_from_a_typed_prompt_is_refined_from_the_prompt_kept_with_it():
 def test_the_latest_draft_wins_and_a_box_without_located_match_goes_to_sam_with_the_clicks():
     model = FakeNextChat(regions_for=PREDICTED)
     task, _ = preannotated_task(model)
-    drawn = {"id": "Drawn00001", "from_name": "box", "to_name": "image", "type": "rectanglelabels",
-             "original_width": 640, "original_height": 480, "image_rotation": 0, "origin": "manual",
-             "value": {"x": 50.0, "y": 50.0, "width": 40.0, "height": 40.0, "rotation": 0, "rectanglelabels": ["car"]}}
+    drawn = drawn_rectangle("Drawn00001", "box", "image", {"x": 50.0, "y": 50.0, "width": 40.0, "height": 40.0},
+                            640, 480, "car")
     task["drafts"] = [{"id": 1, "result": [], "updated_at": "2026-11-25T10:02:00Z"},
                       {"id": 2, "result": [drawn], "updated_at": "2026-11-25T10:05:00Z"}]
     results = predict(model, ALL, click_context((60.0, 60.0, True)), task)

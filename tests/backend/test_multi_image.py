@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 from label_studio_sdk.label_interface import LabelInterface
 
+from backend.dev.samples import drawn_rectangle
 from backend.settings import load_settings
 from backend.studio.labeling import parse_label_config
 from tests.backend.fakes import check_results_fit_config, label_config, make_app, predict_body, textarea_context
@@ -80,9 +81,8 @@ def test_every_image_is_predicted_and_its_results_carry_its_item_index(nextchat)
 
 def drawn_on(index: int, item_id: str, x=10.0, y=10.0) -> dict:
     width, height = SIZES[index]
-    return {"id": item_id, "from_name": "box", "to_name": "image", "type": "rectanglelabels", "origin": "manual",
-            "item_index": index, "original_width": width, "original_height": height, "image_rotation": 0,
-            "value": {"x": x, "y": y, "width": 50.0, "height": 50.0, "rotation": 0, "rectanglelabels": ["car"]}}
+    percent = {"x": x, "y": y, "width": 50.0, "height": 50.0}
+    return drawn_rectangle(item_id, "box", "image", percent, width, height, "car", item_index=index)
 
 
 def test_a_box_drawn_on_one_image_loads_and_answers_only_that_image(nextchat):

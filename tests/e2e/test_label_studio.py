@@ -19,7 +19,13 @@ import numpy as np
 import pytest
 
 from backend.dev.demo import LABEL_CONFIG_DIR, draw_sample_image, local_files_url
-from backend.dev.samples import SAMPLE_LABELS, accepts_file_upload, is_multi_image, sample_task_data
+from backend.dev.samples import (
+    SAMPLE_LABELS,
+    accepts_file_upload,
+    drawn_rectangle,
+    is_multi_image,
+    sample_task_data,
+)
 from backend.studio.client import LabelStudioClient, LabelStudioError
 from tests.e2e.region_checks import REGION_TYPES, controls_for_task, read_controls, result_problems
 
@@ -195,11 +201,8 @@ def test_multi_image_regions_are_on_their_own_page(project_runs):
 
 def drawn_box_context(width: int, height: int, label: str) -> dict:
     """The context the labeling UI sends after a box is drawn with the smart tool (docs/label-studio.md)."""
-    return {"result": [{
-        "original_width": width, "original_height": height, "image_rotation": 0,
-        "value": {"x": 20.5, "y": 25.25, "width": 40.0, "height": 45.5, "rotation": 0, "rectanglelabels": [label]},
-        "id": "DrawnBox01", "from_name": "box", "to_name": "image", "type": "rectanglelabels", "origin": "manual",
-    }]}
+    percent = {"x": 20.5, "y": 25.25, "width": 40.0, "height": 45.5}
+    return {"result": [drawn_rectangle("DrawnBox01", "box", "image", percent, width, height, label)]}
 
 
 @pytest.mark.parametrize(("stem", "mask_type"), [("all_in_one", "brushlabels"),
