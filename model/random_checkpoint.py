@@ -157,6 +157,19 @@ def add_locating_bias(model: NextChatModel, sp: spm.SentencePieceProcessor, adde
     model.sam.mask_decoder.iou_prediction_head.layers[-1].bias += 0.9
 
 
+def write_weights(model: NextChatModel, out: Path, dtype: torch.dtype) -> None:
+    """out/model.safetensors: the model's weights in ``dtype`` under the release's key names."""
+    save_file(release_state_dict(model, dtype), str(out / "model.safetensors"), metadata={"format": "pt"})
+
+
+def write_release_files(model: NextChatModel, raw_config: dict, out: Path, dtype: torch.dtype) -> None:
+    """out/model.safetensors (see ``write_weights``), out/config.json and out/generation_config.json (ids 1/2/0 for
+    bos/eos/pad: the tokenizer's)."""
+    write_weights(model, out, dtype)
+    (out / "config.json").write_text(json.dumps(raw_config, indent=2))
+    (out / "generation_config.json").write_text(json.dumps({"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}))
+
+
 def write_random_checkpoint(size: str, out: str | Path, seed: int = 0, dtype="fp32", device="cpu",
                             locating: bool = True) -> Path:
     if size not in SIZES:
@@ -171,10 +184,8 @@ def write_random_checkpoint(size: str, out: str | Path, seed: int = 0, dtype="fp
     if locating:
         sp = spm.SentencePieceProcessor(model_file=str(out / "tokenizer.model"))
         add_locating_bias(model, sp, json.loads((out / "added_tokens.json").read_text()), seed)
-    save_file(release_state_dict(model, dtype), str(out / "model.safetensors"), metadata={"format": "pt"})
+    write_release_files(model, raw, out, dtype)
     del model
-    (out / "config.json").write_text(json.dumps(raw, indent=2))
-    (out / "generation_config.json").write_text(json.dumps({"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}))
     write_vision_tower(spec, out / "vision_tower", dtype)
     return out
 

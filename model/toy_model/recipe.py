@@ -20,9 +20,9 @@ from ..random_checkpoint import (
     clip_preprocessor,
     clip_vision_config,
     nextchat_config,
-    release_state_dict,
     sam_dims,
     train_tokenizer,
+    write_release_files,
 )
 from ..sam_builder import build_sam
 
@@ -74,18 +74,8 @@ def save_checkpoint(model: NextChatModel, clip: CLIPVisionModel, raw_config: dic
     """The release's layout: config, weights (release key names) and tokenizer in ``out_dir`` (the tokenizer is
     already there), the CLIP tower in ``out_dir/vision_tower``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_weights(model, out_dir)
-    (out_dir / "config.json").write_text(json.dumps(raw_config, indent=2))
-    (out_dir / "generation_config.json").write_text(json.dumps({"bos_token_id": 1, "eos_token_id": 2,
-                                                                 "pad_token_id": 0}))
+    write_release_files(model, raw_config, out_dir, torch.float32)
     tower = out_dir / TOWER_DIR
     clip.save_pretrained(tower)
     (tower / "preprocessor_config.json").write_text(json.dumps(clip_preprocessor(TOY_SPEC), indent=2))
     return out_dir
-
-
-def write_weights(model: NextChatModel, out_dir: Path) -> None:
-    """out_dir/model.safetensors: the model's weights, fp32, under the release's key names."""
-    from safetensors.torch import save_file
-
-    save_file(release_state_dict(model, torch.float32), str(out_dir / "model.safetensors"), metadata={"format": "pt"})

@@ -10,12 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from ..nextchat import NextChat
+from ..random_checkpoint import write_weights
 from ..stage3.delta import apply_delta
 from ..stage3.run import finetune
 from ..stage3.trainer import TrainConfig
 from ..toy_world import write_dataset
-from .recipe import write_weights
 
 
 @dataclass
@@ -36,6 +38,6 @@ def run_stage3(checkpoint_dir: Path, recipe: Stage3Recipe, work_dir: Path) -> di
                          val_fraction=0.1, seed=recipe.seed)
     outcome = finetune(nc, data_dir, work_dir / "run", config)
     apply_delta(nc, outcome.delta)
-    write_weights(nc.model, Path(checkpoint_dir))
+    write_weights(nc.model, Path(checkpoint_dir), torch.float32)
     print(f"stage 3: {recipe.steps} steps on {recipe.scenes} scenes of seed {recipe.seed}", flush=True)
     return {"recipe": vars(recipe), "metrics": outcome.metrics["metrics"], "data": outcome.metrics["data"]}
