@@ -163,11 +163,12 @@ def write_weights(model: NextChatModel, out: Path, dtype: torch.dtype) -> None:
 
 
 def write_release_files(model: NextChatModel, raw_config: dict, out: Path, dtype: torch.dtype) -> None:
-    """out/model.safetensors (see ``write_weights``), out/config.json and out/generation_config.json (ids 1/2/0 for
-    bos/eos/pad: the tokenizer's)."""
+    """out/model.safetensors (see ``write_weights``), out/config.json and out/generation_config.json (the config's
+    bos/eos/pad ids)."""
     write_weights(model, out, dtype)
     (out / "config.json").write_text(json.dumps(raw_config, indent=2))
-    (out / "generation_config.json").write_text(json.dumps({"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}))
+    special_ids = {key: raw_config[key] for key in ("bos_token_id", "eos_token_id", "pad_token_id")}
+    (out / "generation_config.json").write_text(json.dumps(special_ids))
 
 
 def write_random_checkpoint(size: str, out: str | Path, seed: int = 0, dtype="fp32", device="cpu",
