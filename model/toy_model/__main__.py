@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -51,6 +52,8 @@ def parse_args(argv) -> argparse.Namespace:
                         help="continue from this toy checkpoint (its networks and tokenizer) instead of random weights")
     parser.add_argument("--save-every", type=int, default=0, help="also write the checkpoint every N steps")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
+                        help="processes preparing the scenes (default: the CPU count, at most 8)")
     return parser.parse_args(argv)
 
 
@@ -64,7 +67,7 @@ def main(argv=None) -> int:
     clip_config = ClipPreprocessConfig.from_dict(clip_preprocessor(TOY_SPEC))
     print(f"preparing {args.scenes} scenes of seed {args.seed} ...", flush=True)
     cache = build_cache(args.seed, args.scenes, clip_config, TOY_SPEC["sam"]["img_size"],
-                        log=lambda line: print(line, flush=True))
+                        log=lambda line: print(line, flush=True), workers=args.workers)
     work = Path(tempfile.mkdtemp(prefix="toy_model_"))
     try:
         if args.resume:

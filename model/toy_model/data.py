@@ -17,6 +17,8 @@ patch's object begins and ends is then readable in the patch itself).
 from __future__ import annotations
 
 import dataclasses
+import functools
+import multiprocessing
 import random
 from dataclasses import dataclass
 
@@ -70,28 +72,59 @@ def scene_long_side(seed: int, index: int) -> int:
 
 
 def build_cache(seed: int, count: int, clip_config: ClipPreprocessConfig, sam_size: int,
-                style: str = "plain", log=None, patch_size: int = 14) -> SceneCache:
-    clip = torch.empty((count, 3, clip_config.crop_height, clip_config.crop_width), dtype=torch.float16)
-    grid = clip_config.crop_height // patch_size
-    scenes, images, boxes, packed, categories, colours, owner_boxes = [], [], [], [], [], [], []
-    for index in range(count):
-        scene = make_scene(seed, index, long_side=scene_long_side(seed, index), style=style)
-        clip[index] = clip_pixel_values(scene.image, clip_config).half()
-        images.append(np.asarray(scene.image.convert("RGB")))
-        frame = ImageFrame(scene.width, scene.height)
-        boxes.append(boxes_pixels_to_norm([o.box for o in scene.objects], frame))
-        stacked = [target_1024(o.mask.astype(np.uint8) * 255, sam_size) > 127 for o in scene.objects]
-        masks = np.stack(stacked) if stacked else np.zeros((0, sam_size, sam_size), bool)
-        packed.append(np.packbits(masks))
-        category, colour, owner = patch_targets(scene, torch.from_numpy(masks), grid)
-        categories.append(category)
-        colours.append(colour)
-        owner_boxes.append(patch_boxes(boxes[-1], owner))
-        scenes.append(light(scene))
-        if log and (index + 1) % 1000 == 0:
-            log(f"  {index + 1} scenes")
-    return SceneCache(scenes, images, clip, boxes, packed, sam_size, torch.stack(categories), torch.stack(colours),
-                      torch.stack(owner_boxes))
+                style: str = "plain", log=None, patch_size: int = 14, workers: int = 1) -> SceneCache:
+    """Scenes 0..count-1 of ``seed`` prepared; ``workers`` > 1 prepares them in that many processes (the same
+    cache: a scene depends only on its seed and index)."""
+    prepare = functools.partial(prepare_scene, seed, clip_config=clip_config, sam_size=sam_size, style=style,
+                                grid=clip_config.crop_height // patch_size)
+    if workers > 1:
+        with multiprocessing.get_context("spawn").Pool(workers, initializer=torch.set_num_threads,
+                                                       initargs=(1,)) as pool:
+            return collect(pool.imap(prepare, range(count), chunksize=32), count, sam_size, log)
+    return collect(map(prepare, range(count)), count, sam_size, log)
+
+
+@dataclass(frozen=True)
+class PreparedScene:
+    """One scene's part of the cache (numpy, so that it crosses processes by pickling, not shared memory)."""
+
+    scene: Scene               # light: no pixels, no masks
+    image: np.ndarray          # [H, W, 3] uint8
+    clip_pixels: np.ndarray    # [3, c, c] fp16
+    boxes: np.ndarray          # [k, 4] normalised xyxy
+    packed_masks: np.ndarray   # np.packbits of [k, S, S]
+    patch_categories: np.ndarray
+    patch_colours: np.ndarray
+    patch_boxes: np.ndarray
+
+
+def prepare_scene(seed: int, index: int, clip_config: ClipPreprocessConfig, sam_size: int, style: str,
+                  grid: int) -> PreparedScene:
+    scene = make_scene(seed, index, long_side=scene_long_side(seed, index), style=style)
+    boxes = boxes_pixels_to_norm([o.box for o in scene.objects], ImageFrame(scene.width, scene.height))
+    stacked = [target_1024(o.mask.astype(np.uint8) * 255, sam_size) > 127 for o in scene.objects]
+    masks = np.stack(stacked) if stacked else np.zeros((0, sam_size, sam_size), bool)
+    category, colour, owner = patch_targets(scene, torch.from_numpy(masks), grid)
+    return PreparedScene(light(scene), np.asarray(scene.image.convert("RGB")),
+                         clip_pixel_values(scene.image, clip_config).half().numpy(), boxes.numpy(),
+                         np.packbits(masks), category.numpy(), colour.numpy(), patch_boxes(boxes, owner).numpy())
+
+
+def collect(prepared, count: int, sam_size: int, log=None) -> SceneCache:
+    """The cache of ``count`` prepared scenes, in order."""
+    parts = []
+    for part in prepared:
+        parts.append(part)
+        if log and len(parts) % 1000 == 0:
+            log(f"  {len(parts)} scenes")
+    if len(parts) != count:
+        raise RuntimeError(f"prepared {len(parts)} scenes, expected {count}")
+    def stack(name: str) -> torch.Tensor:
+        return torch.from_numpy(np.stack([getattr(p, name) for p in parts]))
+
+    return SceneCache([p.scene for p in parts], [p.image for p in parts], stack("clip_pixels"),
+                      [torch.from_numpy(p.boxes) for p in parts], [p.packed_masks for p in parts], sam_size,
+                      stack("patch_categories"), stack("patch_colours"), stack("patch_boxes"))
 
 
 def patch_targets(scene: Scene, masks: torch.Tensor, grid: int) -> tuple[torch.Tensor, ...]:

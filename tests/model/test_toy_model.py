@@ -116,6 +116,17 @@ def test_jitter_keeps_boxes_well_formed_and_inside():
     assert not torch.equal(moved, boxes)
 
 
+def test_cache_prepared_by_worker_processes_is_the_same_cache(cache):
+    clip_config = ClipPreprocessConfig.from_dict(clip_preprocessor(TOY_SPEC))
+    parallel = build_cache(seed=5, count=len(cache), clip_config=clip_config, sam_size=SAM_SIZE, workers=2)
+    assert parallel.scenes == cache.scenes
+    assert all((a == b).all() for a, b in zip(parallel.images, cache.images, strict=True))
+    assert all((a == b).all() for a, b in zip(parallel.packed_masks, cache.packed_masks, strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(parallel.boxes, cache.boxes, strict=True))
+    for name in ("clip_pixels", "patch_categories", "patch_colours", "patch_boxes"):
+        assert torch.equal(getattr(parallel, name), getattr(cache, name)), name
+
+
 def test_cache_masks_sit_in_sams_frame(cache):
     scene_index = next(i for i, s in enumerate(cache.scenes) if s.objects)
     masks, boxes = cache.masks(scene_index), cache.boxes[scene_index]
