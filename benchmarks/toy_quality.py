@@ -11,6 +11,8 @@ everywhere, box IoU on pixel xyxy boxes, "matching" one-to-one and greedy by box
   singular: "traffic light", not "cars"); it names category C when C is the first category it names.
 * ``rec_accuracy`` / ``rec_mean_iou``: per object, ``ground(image, first expression)``; correct when the
   first region's box has IoU >= 0.5 with the object's box; mean box IoU (0 when no region). Per object.
+  ``rec_accuracy/<kind>``: the same, per what the expression tells the object apart by
+  (model.toy_world.language.EXPRESSION_KINDS: "the car" is "category", "the red car" "colour", ...).
 * ``mask_miou`` / ``mask_ciou``: the same first region's mask against the object's mask (an empty mask
   when no region): mean of the per-object IoUs; sum of intersections / sum of unions.
 * ``describe_accuracy``: ``describe(image, object box)`` names the object's category. Per object.
@@ -46,6 +48,7 @@ from backend.studio.labeling import parse_label_config
 from model import NextChat
 from model.stage3.metrics import iou_counts
 from model.toy_world import CATEGORIES, make_scene
+from model.toy_world.language import EXPRESSION_KINDS, expression_kind
 
 from .common import emit_report
 from .report import _table
@@ -96,6 +99,8 @@ def rec_and_masks(nc, scene, tally: Tally) -> None:
         region = first_region(nc.ground(scene.image, obj.expressions[0]))
         iou = box_iou(region.box, obj.box) if region else 0.0
         tally.add("rec_accuracy", float(iou >= IOU_THRESHOLD))
+        kind = expression_kind(obj.category, obj.colour, obj.size, obj.expressions[0])
+        tally.add(f"rec_accuracy/{kind}", float(iou >= IOU_THRESHOLD))
         tally.add("rec_mean_iou", iou)
         pred = region.mask if region else np.zeros_like(obj.mask)
         inter, union = iou_counts(pred, obj.mask)
@@ -165,9 +170,10 @@ def backend_scene(client, xml: str, labels: list[str], scene, tally: Tally) -> N
 
 # ------------------------------------------------------------------------------ the run
 def metric_names(labels: list[str]) -> list[str]:
-    names = ["rec_accuracy", "rec_mean_iou", "mask_miou", "mask_ciou", "describe_accuracy", "caption_recall",
-             "category_precision", "category_recall", "category_absent_empty", "backend_box_precision",
-             "backend_box_recall", "backend_absent_empty", "backend_polygon_ciou"]
+    names = ["rec_accuracy", *(f"rec_accuracy/{kind}" for kind in EXPRESSION_KINDS), "rec_mean_iou",
+             "mask_miou", "mask_ciou", "describe_accuracy", "caption_recall", "category_precision",
+             "category_recall", "category_absent_empty", "backend_box_precision", "backend_box_recall",
+             "backend_absent_empty", "backend_polygon_ciou"]
     return names + [f"backend_box_{kind}/{label}" for label in labels for kind in ("precision", "recall")]
 
 

@@ -90,6 +90,24 @@ def expressions_for(facts: list[Facts], i: int) -> tuple[str, ...]:
     return tuple(candidate_expressions(facts, i)[:MAX_EXPRESSIONS]) or (ordinal_expression(facts, i),)
 
 
+EXPRESSION_KINDS = ("category", "colour", "size", "side", "colour and size", "colour and side", "ordinal")
+
+
+def expression_kind(category: str, colour: str | None, size: str | None, expression: str) -> str:
+    """Which of EXPRESSION_KINDS ``expression`` (one of an object's, built by the rules above) tells its object
+    apart by: "category" for "the car", "colour" for "the red car", ... "ordinal" for the last resort."""
+    plain, coloured = noun_phrase("the", category), noun_phrase("the", category, colour) if colour else None
+    built = {plain: "category", coloured: "colour",
+             noun_phrase("the", category, size=size) if size else None: "size",
+             noun_phrase("the", category, colour, size) if size and colour else None: "colour and size"}
+    built.update({f"{coloured} on the {side}": "colour and side" for side in ("left", "right") if coloured})
+    built.update({f"{plain} on the {side}": "side" for side in ("left", "right")})
+    built.update({f"the {ordinal} {category} from the left": "ordinal" for ordinal in ORDINALS})
+    if expression not in built:
+        raise ValueError(f"{expression!r} is not an expression of a {category} (colour {colour}, size {size})")
+    return built[expression]
+
+
 def is_clear_cut(facts: list[Facts], margin: float) -> bool:
     """Each object has an expression, and no two of a category sit near the SIDE_GAP threshold
     (within `margin`), so that another render size cannot change what left/right say."""

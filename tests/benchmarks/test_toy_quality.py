@@ -73,11 +73,14 @@ def test_a_box_shifted_below_iou_half_is_wrong(scene):
 def test_ciou_and_miou_differ():
     big, small = np.zeros((20, 20), bool), np.zeros((20, 20), bool)
     big[:10, :10], small[15:17, 15:17] = True, True
-    objects = [SimpleNamespace(box=(0, 0, 10, 10), mask=big, expressions=("the big one",)),
-               SimpleNamespace(box=(15, 15, 17, 17), mask=small, expressions=("the small one",))]
+    objects = [SimpleNamespace(box=(0, 0, 10, 10), mask=big, category="ball", colour=None, size="big",
+                               expressions=("the big ball",)),
+               SimpleNamespace(box=(15, 15, 17, 17), mask=small, category="ball", colour=None, size="small",
+                               expressions=("the small ball",))]
     model = SimpleNamespace(ground=lambda image, e: [region((0, 0, 10, 10), big)] if "big" in e else [])
     metrics = scored(tq.rec_and_masks, model, SimpleNamespace(image=None, objects=objects))
     assert metrics["mask_miou"] == 0.5 and metrics["rec_accuracy"] == 0.5
+    assert metrics["rec_accuracy/size"] == 0.5 and "rec_accuracy/colour" not in metrics
     assert metrics["mask_ciou"] == round(100 / 104, 4)
 
 

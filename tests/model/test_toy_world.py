@@ -127,6 +127,26 @@ def test_every_expression_picks_out_only_its_object(scenes):
             assert obj.description == " ".join(obj.description.lower().split())
 
 
+def test_every_expression_has_a_kind_that_says_what_it_uses():
+    from model.toy_world.language import EXPRESSION_KINDS, expression_kind
+
+    seen = set()
+    for scene in make_scenes(0, 300):
+        for obj in scene.objects:
+            for expression in obj.expressions:
+                kind = expression_kind(obj.category, obj.colour, obj.size, expression)
+                seen.add(kind)
+                assert ("colour" in kind) == (obj.colour is not None and f" {obj.colour}" in expression), expression
+                assert ("size" in kind) == (obj.size is not None and f" {obj.size} " in expression), expression
+                assert (kind == "category") == (expression == f"the {obj.category}")
+                shared = sum(o.category == obj.category for o in scene.objects) > 1
+                assert not (shared and kind == "category"), expression
+    assert seen == set(EXPRESSION_KINDS) - {"ordinal"}     # the last resort: a drawn scene never needs it
+    assert expression_kind("car", None, None, "the second car from the left") == "ordinal"
+    with pytest.raises(ValueError, match="'the blue car' is not an expression of a car"):
+        expression_kind("car", "red", None, "the blue car")
+
+
 def test_caption_mentions_each_object_once_left_to_right(scenes):
     for scene in scenes.values():
         markers = [int(m) for m in re.findall(r"\{(\d+)\}", scene.caption)]
